@@ -1,0 +1,104 @@
+"""Change records: the unit that is logged, queued, sent and applied.
+
+A change is a dict, sent and stored as compact JSON:
+
+    {"o": origin node, "n": origin sequence (1, 2, 3 … per origin),
+     "h": HLC stamp, "t": table, "i": record ID,
+     "k": "put" | "del", "d": {column: value, ...}}
+
+``d`` holds only the columns the change sets (a put that edits one column
+carries one column), so concurrent edits to different columns both survive.
+The pseudo-column ``_code`` carries the record's slug code when it is set.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from . import hlc
+from .config import Config
+from .errors import BadBatch, BadInput
+from .ids import CODE_RE, NODE_NAME_RE, is_valid_id
+
+KINDS = ("put", "del")
+CODE_COLUMN = "_code"
+MAX_INT = 2**63 - 1
+
+
+def encode(change: dict) -> str:
+    return json.dumps(change, separators=(",", ":"), ensure_ascii=False)
+
+
+def check_value(table: str, column: str, value: object, max_bytes: int) -> None:
+    """Raise BadInput unless ``value`` is a storable scalar within the size limit."""
+    where = f"{table}.{column}"
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        # A UTF-8 character is at most 4 bytes: only encode when it could matter.
+        if len(value) * 4 > max_bytes and len(value.encode("utf-8")) > max_bytes:
+            raise BadInput(
+                f"value too large: {where} is {len(value.encode('utf-8'))} bytes "
+                f"(max_value_bytes is {max_bytes})"
+            )
+        return
+    if isinstance(value, int):
+        if not -MAX_INT - 1 <= value <= MAX_INT:
+            raise BadInput(f"integer out of range: {where} = {value}")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise BadInput(f"not a finite number: {where} = {value}")
+        return
+    raise BadInput(f"not a scalar: {where} is a {type(value).__name__}; values must be scalars")
+
+
+def validate_batch(changes: object, config: Config) -> list[dict]:
+    """Check every change in a batch from a peer; raise BadBatch naming the first bad one.
+
+    Nothing is applied unless every change passes, so a malformed record
+    rejects the whole batch.
+    """
+    if not isinstance(changes, list):
+        raise BadBatch("malformed batch: expected a list of changes")
+    for pos, ch in enumerate(changes):
+        try:
+            _validate_change(ch, config)
+        except BadInput as exc:
+            raise BadBatch(f"malformed batch: change {pos}: {exc}") from None
+    return changes
+
+
+def _validate_change(ch: object, config: Config) -> None:
+    if not isinstance(ch, dict):
+        raise BadInput("not an object")
+    if set(ch) != {"o", "n", "h", "t", "i", "k", "d"}:
+        raise BadInput(f"wrong keys {sorted(ch)}")
+    origin, seq, stamp = ch["o"], ch["n"], ch["h"]
+    if not isinstance(origin, str) or not NODE_NAME_RE.match(origin):
+        raise BadInput(f"bad origin {origin!r}")
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 < seq <= MAX_INT:
+        raise BadInput(f"bad origin sequence {seq!r}")
+    if not hlc.is_valid(stamp):
+        raise BadInput(f"bad clock stamp {stamp!r}")
+    spec = config.tables.get(ch["t"])
+    if spec is None:
+        raise BadInput(f"unknown table {ch['t']!r}")
+    if not is_valid_id(ch["i"]):
+        raise BadInput(f"bad record id {ch['i']!r}")
+    if ch["k"] not in KINDS:
+        raise BadInput(f"bad kind {ch['k']!r}")
+    data = ch["d"]
+    if not isinstance(data, dict):
+        raise BadInput("d is not an object")
+    if ch["k"] == "del" and data:
+        raise BadInput("a delete carries no data")
+    for col, value in data.items():
+        if col == CODE_COLUMN:
+            if not isinstance(value, str) or not CODE_RE.match(value):
+                raise BadInput(f"bad slug code {value!r}")
+            continue
+        if col not in spec.columns:
+            raise BadInput(f"unknown column {spec.name}.{col}")
+        check_value(spec.name, col, value, config.max_value_bytes)

@@ -1,0 +1,155 @@
+"""The ``edgesync`` command line. JSON on stdout, one-line errors on stderr.
+
+Exit codes: 0 ok, 1 not found, 2 bad input or config, 3 refused by policy,
+4 sync failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__
+from .config import load
+from .errors import BadInput, EdgesyncError
+from .outbox import Outbox
+from .store import Store
+
+
+def _warn(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def open_store(args) -> Store:
+    config = load(args.config)
+    return Store(config, Outbox(config.redis_url, config.name), warn=_warn)
+
+
+def _print(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def _read_data(raw: str) -> object:
+    text = sys.stdin.read() if raw == "-" else raw
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"invalid JSON in --data: {exc}") from None
+
+
+def cmd_init(args) -> int:
+    store = open_store(args)
+    store.init()
+    _print({"initialised": str(store.config.db_path)})
+    return 0
+
+
+def cmd_put(args) -> int:
+    data = _read_data(args.data)
+    store = open_store(args)
+    store.check_schema()
+    _print(store.put(args.table, data))
+    return 0
+
+
+def cmd_get(args) -> int:
+    store = open_store(args)
+    store.check_schema()
+    if args.slug is not None:
+        if args.id is not None:
+            raise BadInput("give either ID or --slug, not both")
+        _print(store.get_by_slug(args.table, args.slug))
+    elif args.id is None:
+        raise BadInput("give ID or --slug SLUG")
+    else:
+        _print(store.get(args.table, args.id))
+    return 0
+
+
+def cmd_delete(args) -> int:
+    store = open_store(args)
+    store.check_schema()
+    store.delete(args.table, args.id)
+    _print({"deleted": args.id, "table": args.table})
+    return 0
+
+
+def cmd_status(args) -> int:
+    store = open_store(args)
+    store.check_schema()
+    status = store.status()
+    if args.json:
+        _print(status)
+    else:
+        rows = ", ".join(f"{t}={n}" for t, n in status["rows"].items()) or "no tables"
+        print(
+            f"{status['node']} ({status['role']}"
+            + (f", farm {status['farm']}" if status["farm"] else "")
+            + f"): {rows}; outbox pending {status['outbox_pending']}; redis {status['redis']}"
+        )
+    return 0
+
+
+def cmd_digest(args) -> int:
+    store = open_store(args)
+    store.check_schema()
+    print(store.digest())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgesync", description=__doc__.splitlines()[0])
+    p.add_argument("--config", help="config file (default: $EDGESYNC_CONFIG)")
+    p.add_argument("--version", action="version", version=f"edgesync {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("init", help="create the database and schema (harmless to repeat)")
+    s.set_defaults(fn=cmd_init)
+
+    s = sub.add_parser("put", help="store a new record, or update one given its id")
+    s.add_argument("table")
+    s.add_argument("--data", required=True, help="a JSON object, or - to read it from stdin")
+    s.set_defaults(fn=cmd_put)
+
+    s = sub.add_parser("get", help="print a record by ID or by slug")
+    s.add_argument("table")
+    s.add_argument("id", nargs="?")
+    s.add_argument("--slug")
+    s.set_defaults(fn=cmd_get)
+
+    s = sub.add_parser("delete", help="delete a record (a tombstone that syncs)")
+    s.add_argument("table")
+    s.add_argument("id")
+    s.set_defaults(fn=cmd_delete)
+
+    s = sub.add_parser("status", help="node, rows, outbox and redis state")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_status)
+
+    s = sub.add_parser("digest", help="a digest of the visible content, equal on synced nodes")
+    s.set_defaults(fn=cmd_digest)
+    return p
+
+
+class _Parser(argparse.ArgumentParser):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed a one-line usage error
+        return int(exc.code or 0)
+    try:
+        return args.fn(args)
+    except EdgesyncError as exc:
+        _warn(f"edgesync: {exc}")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""The agent's configuration: one TOML file, every key documented here.
+
+```toml
+[node]
+name = "EDGE01"            # [A-Z0-9]{1,16}; the EDGENODE part of every ID made here
+location = "LON"           # [A-Z0-9]{2,8}; the LOC part of every ID made here
+role = "edge"              # master | node | edge
+farm = "lon-a"             # the farm an edge belongs to; required for edges
+data_dir = "/var/lib/edgesync"        # holds edgesync.db (SQLite, WAL)
+redis_url = "redis://127.0.0.1:6379/0"  # the outbox; may carry a password
+max_value_bytes = 1048576  # largest single value accepted (default 1 MiB)
+durability = "normal"      # normal: survives a crash of the agent or its host OS
+                           #   process (WAL, synchronous=NORMAL);
+                           # full: also survives power loss (fsync per commit)
+
+[tables.pages]             # one section per synced table
+columns = ["section", "title", "body"]  # names: [a-z][a-z0-9_]{0,62}
+slug = ["section", "title"]             # optional: columns the slug is made from
+```
+
+The file is named by ``edgesync --config PATH`` or ``EDGESYNC_CONFIG``. A
+relative ``data_dir`` is taken relative to the config file. Any invalid key
+fails at start with a message naming the key and the value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+from .ids import LOCATION_RE, NODE_NAME_RE
+
+ROLES = ("master", "node", "edge")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+FARM_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+RESERVED_COLUMNS = {"id", "slug"}
+DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
+
+_NODE_KEYS = {
+    "name",
+    "location",
+    "role",
+    "farm",
+    "data_dir",
+    "redis_url",
+    "max_value_bytes",
+    "durability",
+}
+_TABLE_KEYS = {"columns", "slug"}
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    columns: tuple[str, ...]
+    slug: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    location: str
+    role: str
+    farm: str | None
+    data_dir: Path
+    redis_url: str
+    max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    durability: str = "normal"
+    tables: dict[str, TableSpec] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "edgesync.db"
+
+
+def _fail(key: str, value: object, why: str) -> ConfigError:
+    return ConfigError(f"invalid config: {key} = {value!r}: {why}")
+
+
+def _str(section: dict, key: str, where: str, required: bool = True) -> str | None:
+    full = f"{where}.{key}"
+    if key not in section:
+        if required:
+            raise ConfigError(f"invalid config: {full} is missing")
+        return None
+    value = section[key]
+    if not isinstance(value, str):
+        raise _fail(full, value, "must be a string")
+    return value
+
+
+def parse(data: dict, path: Path | None = None) -> Config:
+    """Validate a parsed TOML document and return the Config."""
+    node = data.get("node")
+    if not isinstance(node, dict):
+        raise ConfigError("invalid config: [node] section is missing")
+    for key in node:
+        if key not in _NODE_KEYS:
+            raise _fail(f"node.{key}", node[key], "unknown key")
+    name = _str(node, "name", "node")
+    if not NODE_NAME_RE.match(name):
+        raise _fail("node.name", name, "must match [A-Z0-9]{1,16}")
+    location = _str(node, "location", "node")
+    if not LOCATION_RE.match(location):
+        raise _fail("node.location", location, "must match [A-Z0-9]{2,8}")
+    role = _str(node, "role", "node")
+    if role not in ROLES:
+        raise _fail("node.role", role, "must be one of master, node, edge")
+    farm = _str(node, "farm", "node", required=False)
+    if farm is not None and not FARM_RE.match(farm):
+        raise _fail("node.farm", farm, "must match [a-z0-9][a-z0-9_-]{0,62}")
+    if role == "edge" and farm is None:
+        raise ConfigError("invalid config: node.farm is missing (required for edges)")
+    data_dir = _str(node, "data_dir", "node")
+    base = path.parent if path is not None else Path.cwd()
+    data_path = (base / data_dir).resolve() if not os.path.isabs(data_dir) else Path(data_dir)
+    redis_url = _str(node, "redis_url", "node", required=False) or "redis://127.0.0.1:6379/0"
+    if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise _fail("node.redis_url", redis_url, "must start with redis://, rediss:// or unix://")
+    max_value = node.get("max_value_bytes", DEFAULT_MAX_VALUE_BYTES)
+    if not isinstance(max_value, int) or isinstance(max_value, bool) or max_value < 1:
+        raise _fail("node.max_value_bytes", max_value, "must be a positive integer")
+    durability = node.get("durability", "normal")
+    if durability not in ("normal", "full"):
+        raise _fail("node.durability", durability, "must be normal or full")
+
+    tables_raw = data.get("tables", {})
+    if not isinstance(tables_raw, dict):
+        raise _fail("tables", tables_raw, "must be a table of tables")
+    tables: dict[str, TableSpec] = {}
+    for tname, spec in tables_raw.items():
+        where = f"tables.{tname}"
+        if not NAME_RE.match(tname):
+            raise _fail(where, tname, "table names must match [a-z][a-z0-9_]{0,62}")
+        if not isinstance(spec, dict):
+            raise _fail(where, spec, "must be a table")
+        for key in spec:
+            if key not in _TABLE_KEYS:
+                raise _fail(f"{where}.{key}", spec[key], "unknown key")
+        columns = spec.get("columns")
+        if not isinstance(columns, list) or not columns:
+            raise _fail(f"{where}.columns", columns, "must be a non-empty list of names")
+        for col in columns:
+            if not isinstance(col, str) or not NAME_RE.match(col) or col in RESERVED_COLUMNS:
+                raise _fail(
+                    f"{where}.columns",
+                    col,
+                    "column names must match [a-z][a-z0-9_]{0,62} and not be id or slug",
+                )
+        if len(set(columns)) != len(columns):
+            raise _fail(f"{where}.columns", columns, "names must be distinct")
+        slug = spec.get("slug", [])
+        if not isinstance(slug, list) or any(c not in columns for c in slug):
+            raise _fail(f"{where}.slug", slug, "must be a list of the table's columns")
+        tables[tname] = TableSpec(tname, tuple(columns), tuple(slug))
+
+    return Config(
+        name=name,
+        location=location,
+        role=role,
+        farm=farm,
+        data_dir=data_path,
+        redis_url=redis_url,
+        max_value_bytes=max_value,
+        durability=durability,
+        tables=tables,
+        path=path,
+    )
+
+
+def load(path: str | os.PathLike | None = None) -> Config:
+    """Load the config from ``path``, or from ``EDGESYNC_CONFIG``."""
+    if path is None:
+        path = os.environ.get("EDGESYNC_CONFIG")
+    if not path:
+        raise ConfigError("no config: pass --config PATH or set EDGESYNC_CONFIG")
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid config {p}: not valid TOML: {exc}") from None
+    return parse(data, p.resolve())

@@ -1,0 +1,39 @@
+"""Errors the agent raises, each carrying the exit code the CLI gives it."""
+
+
+class EdgesyncError(Exception):
+    """Base class. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class NotFound(EdgesyncError):
+    """The record (or slug) is not here, or it was deleted."""
+
+    exit_code = 1
+
+
+class BadInput(EdgesyncError):
+    """Invalid input from the user or a peer; nothing was written."""
+
+    exit_code = 2
+
+
+class ConfigError(BadInput):
+    """The configuration file is invalid; the message names the key and the value."""
+
+
+class BadBatch(BadInput):
+    """A change batch from a peer is malformed; it was rejected whole."""
+
+
+class Refused(EdgesyncError):
+    """The topology policy forbids this sync; nothing moved."""
+
+    exit_code = 3
+
+
+class SyncError(EdgesyncError):
+    """A sync session failed (transport, protocol or peer error)."""
+
+    exit_code = 4

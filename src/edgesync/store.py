@@ -1,0 +1,605 @@
+"""The local store: SQLite is the source of truth.
+
+Every write stores the row and its change record in one transaction. Local
+writes and changes from peers take the same path (``_apply``): a per-column
+last-writer-wins upsert ordered by HLC stamps, deletes as tombstones, and the
+change appended to the log so it can be forwarded. Applying a change twice, or
+the same changes in any order, leaves the same visible content.
+
+Each synced table ``T`` is stored as::
+
+    T(id PRIMARY KEY, <columns>, _code, _want, slug, _deleted,
+      _v_<column> ..., _v__code)
+
+``_v_*`` hold the stamp of the change that last set each column; ``_want`` is
+the slug the record asks for and ``slug`` the one it holds after clashes are
+resolved (see slugs.py). Rowids, where SQLite keeps them, never leave the node.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from . import hlc, slugs
+from .changes import CODE_COLUMN, check_value, encode, validate_batch
+from .config import Config, TableSpec
+from .errors import BadInput, NotFound
+from .ids import code_of, is_valid_id, new_code, new_id, random_of
+
+SCHEMA_VERSION = 1
+# Measured by benchmarks/bench_store.py: see README ("Storage layout").
+WITHOUT_ROWID = False
+_CHUNK = 500  # ids per IN (...) query
+
+
+@dataclass
+class ApplyResult:
+    """What applying a batch did: new changes logged, duplicates skipped,
+    and changes that lost at least one column to a newer stamp (conflicts)."""
+
+    applied: int = 0
+    skipped: int = 0
+    conflicts: int = 0
+    last_stamp: str | None = None
+
+
+class Store:
+    """One node's database. Not thread-safe; one Store per process or thread."""
+
+    def __init__(self, config: Config, outbox=None, warn: Callable[[str], None] | None = None):
+        self.config = config
+        self.outbox = outbox
+        self.warn = warn or (lambda msg: None)
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(
+            config.db_path, isolation_level=None, timeout=60, check_same_thread=False
+        )
+        self.db.execute("PRAGMA journal_mode=WAL")
+        sync = "FULL" if config.durability == "full" else "NORMAL"
+        self.db.execute(f"PRAGMA synchronous={sync}")
+        self.db.execute("PRAGMA busy_timeout=60000")
+        self.db.execute("PRAGMA cache_size=-16000")
+        self._sql: dict[str, dict[str, str]] = {}
+        for spec in config.tables.values():
+            self._sql[spec.name] = _statements(spec)
+        self._outbox_checked = False
+        self._unpublished: list[tuple[int, str]] = []
+        # Peers this node pushes to: one consumer group each on the stream.
+        self.push_targets: tuple[str, ...] = ()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- schema -------------------------------------------------------------
+
+    def init(self) -> None:
+        """Create the schema; harmless to run again. New columns in the config
+        are added to existing tables."""
+        with self.transaction():
+            ex = self.db.execute
+            ex("CREATE TABLE IF NOT EXISTS _meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID")
+            ex(
+                "CREATE TABLE IF NOT EXISTS _clock(one INTEGER PRIMARY KEY CHECK (one = 1),"
+                " stamp TEXT, own_seq INTEGER NOT NULL)"
+            )
+            ex("INSERT OR IGNORE INTO _clock VALUES (1, NULL, 0)")
+            ex(
+                "CREATE TABLE IF NOT EXISTS _changes(seq INTEGER PRIMARY KEY,"
+                " origin TEXT NOT NULL, origin_seq INTEGER NOT NULL, body TEXT NOT NULL)"
+            )
+            ex("CREATE UNIQUE INDEX IF NOT EXISTS _changes_origin ON _changes(origin, origin_seq)")
+            ex(
+                "CREATE TABLE IF NOT EXISTS _origins(origin TEXT PRIMARY KEY,"
+                " held INTEGER NOT NULL) WITHOUT ROWID"
+            )
+            ex(
+                "CREATE TABLE IF NOT EXISTS _cursors(peer TEXT NOT NULL, direction TEXT NOT NULL,"
+                " seq INTEGER NOT NULL, PRIMARY KEY (peer, direction)) WITHOUT ROWID"
+            )
+            ex("INSERT OR IGNORE INTO _meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+            for spec in self.config.tables.values():
+                self._create_table(spec)
+
+    def _create_table(self, spec: TableSpec) -> None:
+        t = _q(spec.name)
+        exists = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (spec.name,)
+        ).fetchone()
+        if not exists:
+            cols = ", ".join(_q(c) for c in spec.columns)
+            vers = ", ".join(f"{_q('_v_' + c)} TEXT" for c in spec.columns)
+            suffix = " WITHOUT ROWID" if WITHOUT_ROWID else ""
+            self.db.execute(
+                f"CREATE TABLE {t}(id TEXT PRIMARY KEY NOT NULL, {cols}, _code TEXT,"
+                f" _want TEXT, slug TEXT, _deleted INTEGER NOT NULL DEFAULT 0, {vers},"
+                f" _v__code TEXT){suffix}"
+            )
+        else:
+            have = {r[1] for r in self.db.execute(f"PRAGMA table_info({t})")}
+            for c in spec.columns:
+                if c not in have:
+                    self.db.execute(f"ALTER TABLE {t} ADD COLUMN {_q(c)}")
+                    self.db.execute(f"ALTER TABLE {t} ADD COLUMN {_q('_v_' + c)} TEXT")
+        self.db.execute(
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {_q(spec.name + '_slug')} ON {t}(slug)"
+            " WHERE _deleted = 0 AND slug IS NOT NULL"
+        )
+        self.db.execute(
+            f"CREATE INDEX IF NOT EXISTS {_q(spec.name + '_want')} ON {t}(_want)"
+            " WHERE _want IS NOT NULL"
+        )
+
+    def check_schema(self) -> None:
+        row = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='_changes'"
+        ).fetchone()
+        if not row:
+            raise BadInput(f"database not initialised: run `edgesync init` ({self.config.db_path})")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT; rolls back on any error."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            self._unpublished.clear()
+            raise
+        self.db.execute("COMMIT")
+
+    # -- local writes -------------------------------------------------------
+
+    def put(self, table: str, data: object) -> dict:
+        """Create a record, or update one when ``data`` carries an existing ``id``."""
+        spec = self._spec(table)
+        if not isinstance(data, dict):
+            raise BadInput(f"data for {table} must be a JSON object")
+        values = dict(data)
+        rid = values.pop("id", None)
+        if rid is not None and not is_valid_id(rid):
+            raise BadInput(
+                f"invalid id {rid!r}: expected EDGENODE-LOC-NNLL-RRRRRRRR-DDMMYYYYHHMMSS"
+            )
+        for col, value in values.items():
+            if col not in spec.columns:
+                raise BadInput(f"unknown column {table}.{col}")
+            check_value(table, col, value, self.config.max_value_bytes)
+        with self.transaction():
+            if rid is None:
+                rid = new_id(self.config.name, self.config.location)
+                d = {c: values.get(c) for c in spec.columns}
+                current = None
+            else:
+                current = self._row(spec, rid)
+                if current is None:
+                    raise NotFound(f"not found: {table} {rid}")
+                d = {c: v for c, v in values.items() if current[c] != v}
+            if spec.slug and (current is None or any(c in d for c in spec.slug)):
+                code = self._free_code(spec, rid, {**(current or {}), **d}, current)
+                if current is None or code != current["_code"]:
+                    d[CODE_COLUMN] = code
+            if d:
+                self._write_local(spec.name, rid, "put", d)
+            record = self._record(spec, rid)
+        self._publish_pending()
+        return record
+
+    def delete(self, table: str, rid: str) -> None:
+        spec = self._spec(table)
+        if not is_valid_id(rid):
+            raise BadInput(
+                f"invalid id {rid!r}: expected EDGENODE-LOC-NNLL-RRRRRRRR-DDMMYYYYHHMMSS"
+            )
+        with self.transaction():
+            if self._row(spec, rid) is None:
+                raise NotFound(f"not found: {table} {rid}")
+            self._write_local(spec.name, rid, "del", {})
+        self._publish_pending()
+
+    def _free_code(self, spec: TableSpec, rid: str, merged: dict, current: dict | None) -> str:
+        """The record's slug code: its current one (or its ID's NNLL), unless the
+        slug it makes is held here by another record; then a fresh one."""
+        code = (current or {}).get("_code") or code_of(rid)
+        values = [merged.get(c) for c in spec.slug]
+        for _ in range(1000):
+            want = slugs.wanted(values, code, spec.name)
+            taken = self.db.execute(
+                f"SELECT 1 FROM {_q(spec.name)} WHERE (_want = ? OR slug = ?)"
+                " AND _deleted = 0 AND id != ? LIMIT 1",
+                (want, want, rid),
+            ).fetchone()
+            if not taken:
+                return code
+            code = new_code()
+        raise BadInput(f"no free slug code for {spec.name} {slugs.words(values, spec.name)!r}")
+
+    def _write_local(self, table: str, rid: str, kind: str, d: dict) -> None:
+        last, own_seq = self.db.execute("SELECT stamp, own_seq FROM _clock").fetchone()
+        stamp = hlc.tick(last, self.config.name)
+        own_seq += 1
+        change = {
+            "o": self.config.name,
+            "n": own_seq,
+            "h": stamp,
+            "t": table,
+            "i": rid,
+            "k": kind,
+            "d": d,
+        }
+        self._apply([change])
+        self.db.execute("UPDATE _clock SET stamp = ?, own_seq = ?", (stamp, own_seq))
+
+    # -- changes from elsewhere --------------------------------------------
+
+    def apply_changes(self, changes: object) -> ApplyResult:
+        """Apply a batch of change records from another node in one transaction.
+
+        The batch is validated first and rejected whole (BadBatch) if any
+        change is malformed. Changes already held are skipped.
+        """
+        batch = validate_batch(changes, self.config)
+        with self.transaction():
+            result = self._apply(batch)
+            if result.last_stamp is not None:
+                last = self.db.execute("SELECT stamp FROM _clock").fetchone()[0]
+                newest = hlc.later(last, result.last_stamp)
+                if newest != last:
+                    self.db.execute("UPDATE _clock SET stamp = ?", (newest,))
+        self._publish_pending()
+        return result
+
+    def _apply(self, batch: list[dict]) -> ApplyResult:
+        """Log and apply changes (already validated) inside the open transaction."""
+        result = ApplyResult()
+        new: list[dict] = []
+        log = self.db.execute
+        touched_origins: dict[str, set[int]] = {}
+        for ch in batch:
+            body = encode(ch)
+            cur = log(
+                "INSERT OR IGNORE INTO _changes(origin, origin_seq, body) VALUES (?, ?, ?)",
+                (ch["o"], ch["n"], body),
+            )
+            if cur.rowcount:
+                new.append(ch)
+                self._unpublished.append((cur.lastrowid, body))
+                touched_origins.setdefault(ch["o"], set()).add(ch["n"])
+                if result.last_stamp is None or ch["h"] > result.last_stamp:
+                    result.last_stamp = ch["h"]
+            else:
+                result.skipped += 1
+        result.applied = len(new)
+        if not new:
+            return result
+        by_table: dict[str, list[dict]] = {}
+        for ch in new:
+            by_table.setdefault(ch["t"], []).append(ch)
+        for table, chs in by_table.items():
+            spec = self.config.tables[table]
+            result.conflicts += self._upsert(spec, chs)
+        self._advance_origins(touched_origins)
+        return result
+
+    def _upsert(self, spec: TableSpec, chs: list[dict]) -> int:
+        sql = self._sql[spec.name]
+        ids = list({ch["i"] for ch in chs})
+        before: dict[str, tuple] = {}
+        vcols = sql["version_cols"]
+        for i in range(0, len(ids), _CHUNK):
+            part = ids[i : i + _CHUNK]
+            marks = ",".join("?" * len(part))
+            for row in self.db.execute(
+                f"SELECT id, _want, {vcols} FROM {_q(spec.name)} WHERE id IN ({marks})", part
+            ):
+                before[row[0]] = row
+        conflicts = 0
+        params = []
+        names = (*spec.columns, CODE_COLUMN)
+        for ch in chs:
+            d, stamp = ch["d"], ch["h"]
+            old = before.get(ch["i"])
+            if old is not None:
+                # Stamps of the columns this change sets, as held before the batch.
+                if any(
+                    (v := old[2 + k]) is not None and v > stamp
+                    for k, c in enumerate(names)
+                    if c in d
+                ):
+                    conflicts += 1
+            row = [ch["i"]]
+            for c in names:
+                if c in d:
+                    row.append(d[c])
+                    row.append(stamp)
+                else:
+                    row.append(None)
+                    row.append(None)
+            row.append(1 if ch["k"] == "del" else 0)
+            params.append(row)
+        self.db.executemany(sql["upsert"], params)
+        if spec.slug:
+            self._resolve_slugs(spec, ids, before)
+        return conflicts
+
+    def _resolve_slugs(self, spec: TableSpec, ids: list[str], before: dict) -> None:
+        """Recompute wanted slugs of the touched records, then settle every
+        group of records wanting the same slug: the smallest ID holds it."""
+        t = _q(spec.name)
+        cols = ", ".join(_q(c) for c in spec.slug)
+        groups: set[str] = set()
+        for i in range(0, len(ids), _CHUNK):
+            part = ids[i : i + _CHUNK]
+            marks = ",".join("?" * len(part))
+            rows = self.db.execute(
+                f"SELECT id, _deleted, _code, _want, {cols} FROM {t} WHERE id IN ({marks})", part
+            ).fetchall()
+            for rid, deleted, code, old_want, *values in rows:
+                want = None
+                if not deleted:
+                    want = slugs.wanted(values, code or code_of(rid), spec.name)
+                if want != old_want:
+                    self.db.execute(f"UPDATE {t} SET _want = ? WHERE id = ?", (want, rid))
+                    if old_want is not None:
+                        groups.add(old_want)
+                if want is not None:
+                    groups.add(want)
+                elif deleted:
+                    self.db.execute(f"UPDATE {t} SET slug = NULL WHERE id = ?", (rid,))
+        for want in sorted(groups):
+            members = self.db.execute(
+                f"SELECT id, slug FROM {t} WHERE _want = ? AND _deleted = 0 ORDER BY id", (want,)
+            ).fetchall()
+            # Losers first, so the winner's slug is free when it takes it.
+            for rid, slug in members[1:]:
+                fb = slugs.fallback(want, random_of(rid))
+                if slug != fb:
+                    self.db.execute(f"UPDATE {t} SET slug = ? WHERE id = ?", (fb, rid))
+            if members and members[0][1] != want:
+                self.db.execute(f"UPDATE {t} SET slug = ? WHERE id = ?", (want, members[0][0]))
+
+    def _advance_origins(self, touched: dict[str, set[int]]) -> None:
+        """Move each origin's ``held`` mark over every contiguous change now held,
+        so a peer can be told "I hold everything from O up to N"."""
+        for origin, seqs in touched.items():
+            row = self.db.execute(
+                "SELECT held FROM _origins WHERE origin = ?", (origin,)
+            ).fetchone()
+            start = held = row[0] if row else 0
+            while True:
+                if held + 1 in seqs:
+                    held += 1
+                    continue
+                # Changes that arrived out of order in earlier batches.
+                if self.db.execute(
+                    "SELECT 1 FROM _changes WHERE origin = ? AND origin_seq = ?", (origin, held + 1)
+                ).fetchone():
+                    held += 1
+                    continue
+                break
+            if held != start:
+                self.db.execute(
+                    "INSERT INTO _origins(origin, held) VALUES (?, ?)"
+                    " ON CONFLICT(origin) DO UPDATE SET held = excluded.held",
+                    (origin, held),
+                )
+
+    # -- reads --------------------------------------------------------------
+
+    def _spec(self, table: str) -> TableSpec:
+        spec = self.config.tables.get(table)
+        if spec is None:
+            known = ", ".join(sorted(self.config.tables)) or "none"
+            raise BadInput(f"unknown table {table!r} (configured: {known})")
+        return spec
+
+    def _row(self, spec: TableSpec, rid: str) -> dict | None:
+        cur = self.db.execute(
+            f"SELECT * FROM {_q(spec.name)} WHERE id = ? AND _deleted = 0", (rid,)
+        )
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def _record(self, spec: TableSpec, rid: str) -> dict:
+        row = self._row(spec, rid)
+        if row is None:
+            raise NotFound(f"not found: {spec.name} {rid}")
+        return _public(spec, row)
+
+    def get(self, table: str, rid: str) -> dict:
+        spec = self._spec(table)
+        if not is_valid_id(rid):
+            raise BadInput(
+                f"invalid id {rid!r}: expected EDGENODE-LOC-NNLL-RRRRRRRR-DDMMYYYYHHMMSS"
+            )
+        return self._record(spec, rid)
+
+    def get_by_slug(self, table: str, slug: str) -> dict:
+        spec = self._spec(table)
+        if not spec.slug:
+            raise BadInput(f"table {table!r} has no slug")
+        row = self.db.execute(
+            f"SELECT id FROM {_q(table)} WHERE slug = ? AND _deleted = 0", (slug,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"not found: {table} slug {slug!r}")
+        return self._record(spec, row[0])
+
+    def rows(self, table: str) -> int:
+        spec = self._spec(table)
+        return self.db.execute(
+            f"SELECT count(*) FROM {_q(spec.name)} WHERE _deleted = 0"
+        ).fetchone()[0]
+
+    def digest(self) -> str:
+        """A hex digest of the visible content of every synced table.
+
+        Rows are hashed in ID order, so the digest depends only on which
+        records (with which values and slugs) are visible, not on write order.
+        """
+        import hashlib
+
+        h = hashlib.sha256()
+        for name in sorted(self.config.tables):
+            spec = self.config.tables[name]
+            cols = ", ".join(_q(c) for c in spec.columns)
+            h.update(json.dumps(["table", name, list(spec.columns)]).encode())
+            for row in self.db.execute(
+                f"SELECT id, {cols}, slug FROM {_q(name)} WHERE _deleted = 0 ORDER BY id"
+            ):
+                h.update(json.dumps(row, ensure_ascii=False, separators=(",", ":")).encode())
+                h.update(b"\n")
+        return h.hexdigest()
+
+    # -- the change log -----------------------------------------------------
+
+    def max_seq(self) -> int:
+        return self.db.execute("SELECT coalesce(max(seq), 0) FROM _changes").fetchone()[0]
+
+    def changes_after(self, seq: int, limit: int) -> list[tuple[int, str, str, int]]:
+        """(seq, body, origin, origin_seq) of logged changes after ``seq``, in log order."""
+        return self.db.execute(
+            "SELECT seq, body, origin, origin_seq FROM _changes WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        ).fetchall()
+
+    def held(self) -> dict[str, int]:
+        """For every origin, the highest sequence held with nothing missing below it."""
+        return dict(self.db.execute("SELECT origin, held FROM _origins"))
+
+    def cursor(self, peer: str, direction: str) -> int:
+        row = self.db.execute(
+            "SELECT seq FROM _cursors WHERE peer = ? AND direction = ?", (peer, direction)
+        ).fetchone()
+        return row[0] if row else 0
+
+    def set_cursor(self, peer: str, direction: str, seq: int) -> None:
+        self.db.execute(
+            "INSERT INTO _cursors VALUES (?, ?, ?) ON CONFLICT(peer, direction)"
+            " DO UPDATE SET seq = max(seq, excluded.seq)",
+            (peer, direction, seq),
+        )
+
+    def outbox_pending(self, targets: Iterable[str]) -> int:
+        """Changes in the log not yet acknowledged by every push target."""
+        targets = list(targets)
+        acked = min((self.cursor(t, "push") for t in targets), default=0)
+        return self.db.execute("SELECT count(*) FROM _changes WHERE seq > ?", (acked,)).fetchone()[
+            0
+        ]
+
+    # -- the Redis outbox ---------------------------------------------------
+
+    def _publish_pending(self) -> None:
+        """Queue changes logged by the last transaction on the Redis stream.
+
+        Redis failing never fails a write: the change is safe in SQLite, the
+        gap is remembered, and the stream is caught up from the log the next
+        time Redis answers.
+        """
+        entries, self._unpublished = self._unpublished, []
+        if self.outbox is None or not entries:
+            return
+        try:
+            if self._outbox_checked:
+                self.outbox.publish(entries)
+            else:
+                self.catch_up_outbox()
+        except self.outbox.Unavailable as exc:
+            self._outbox_checked = False
+            self._remember_gap(entries[0][0])
+            self.warn(f"warning: redis unavailable ({exc}); change kept in SQLite, queued later")
+
+    def catch_up_outbox(self) -> int:
+        """Bring the Redis stream level with the change log; returns changes queued."""
+        gap = self.gap_from()
+        added = self.outbox.catch_up(self, gap, self.push_targets)
+        if gap is not None:
+            with self.transaction():
+                self.db.execute(
+                    "DELETE FROM _meta WHERE key = 'stream_gap_from' AND value = ?", (gap,)
+                )
+        self._outbox_checked = True
+        return added
+
+    def _remember_gap(self, seq: int) -> None:
+        try:
+            with self.transaction():
+                self.db.execute(
+                    "INSERT INTO _meta VALUES ('stream_gap_from', ?) ON CONFLICT(key)"
+                    " DO UPDATE SET value = min(value, excluded.value)",
+                    (seq,),
+                )
+        except sqlite3.Error as exc:
+            # The change itself is committed; a push still finds it in the log.
+            self.warn(f"warning: could not record the outbox gap: {exc}")
+
+    def gap_from(self) -> int | None:
+        """The first change that may be missing from the Redis stream, if any."""
+        row = self.db.execute("SELECT value FROM _meta WHERE key = 'stream_gap_from'").fetchone()
+        return row[0] if row else None
+
+    # -- status -------------------------------------------------------------
+
+    def status(self) -> dict:
+        redis = "down"
+        if self.outbox is not None:
+            try:
+                self.outbox.ping()
+                redis = "ok"
+            except self.outbox.Unavailable:
+                redis = "down"
+        return {
+            "node": self.config.name,
+            "location": self.config.location,
+            "role": self.config.role,
+            "farm": self.config.farm,
+            "rows": {t: self.rows(t) for t in sorted(self.config.tables)},
+            "changes": self.max_seq(),
+            "outbox_pending": self.outbox_pending(self.push_targets),
+            "redis": redis,
+            "held": self.held(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _public(spec: TableSpec, row: dict) -> dict:
+    out = {"id": row["id"]}
+    for c in spec.columns:
+        out[c] = row[c]
+    if spec.slug:
+        out["slug"] = row["slug"]
+    return out
+
+
+def _statements(spec: TableSpec) -> dict[str, str]:
+    t = _q(spec.name)
+    names = (*spec.columns, CODE_COLUMN)
+    insert_cols = ["id"]
+    sets = []
+    for c in names:
+        v = _q("_v_" + c)
+        insert_cols += [_q(c), v]
+        newer = f"excluded.{v} > coalesce({t}.{v}, '')"
+        sets.append(f"{_q(c)} = CASE WHEN {newer} THEN excluded.{_q(c)} ELSE {t}.{_q(c)} END")
+        sets.append(f"{v} = CASE WHEN {newer} THEN excluded.{v} ELSE {t}.{v} END")
+    insert_cols.append("_deleted")
+    sets.append(f"_deleted = max({t}._deleted, excluded._deleted)")
+    marks = ", ".join("?" * len(insert_cols))
+    upsert = (
+        f"INSERT INTO {t}({', '.join(insert_cols)}) VALUES ({marks})"
+        f" ON CONFLICT(id) DO UPDATE SET {', '.join(sets)}"
+    )
+    version_cols = ", ".join(_q("_v_" + c) for c in names)
+    return {"upsert": upsert, "version_cols": version_cols}

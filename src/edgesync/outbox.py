@@ -29,6 +29,7 @@ class Outbox:
     def __init__(self, url: str, node: str):
         self.url = url
         self.key = f"edgesync:{node}:changes"
+        self.epoch_key = f"edgesync:{node}:epoch"
         self.r = redis.Redis.from_url(
             url, socket_connect_timeout=1.0, socket_timeout=10.0, decode_responses=False
         )
@@ -52,23 +53,18 @@ class Outbox:
             self._call(pipe.execute)
         return len(entries)
 
-    def last_seq(self) -> int:
-        """The seq of the newest entry, or 0 when the stream is empty or gone."""
-        got = self._call(self.r.xrevrange, self.key, count=1)
-        return int(got[0][1][b"seq"]) if got else 0
-
     def seqs_from(self, low: int) -> set[int]:
         """Seqs present in the stream at or above ``low`` (scanning from the tail).
 
-        Writers in several processes may add entries slightly out of seq order,
-        so the scan goes a chunk past the first entry below ``low``.
+        Writers in several processes add entries slightly out of seq order, so
+        the scan goes on a chunk past the first entry below ``low``.
         """
         found: set[int] = set()
         upper = "+"
         below = 0
         while True:
             got = self._call(self.r.xrevrange, self.key, max=upper, count=_CHUNK)
-            for entry_id, fields in got:
+            for _entry_id, fields in got:
                 seq = int(fields[b"seq"])
                 if seq >= low:
                     found.add(seq)
@@ -88,34 +84,40 @@ class Outbox:
             except redis.RedisError as exc:
                 raise Unavailable(str(exc) or type(exc).__name__) from None
 
-    def catch_up(self, store: Store, gap: int | None, groups: Iterable[str]) -> int:
+    def catch_up(
+        self, store: Store, gap: int | None, groups: Iterable[str], exclude: set[int]
+    ) -> int:
         """Queue every logged change the stream lacks; returns how many were queued.
 
         The stream lacks changes when Redis was down during writes (``gap``
-        marks the first) or lost its data (then the stream ends before the log).
-        Changes every push target has acknowledged are not queued again.
+        marks the first) or lost its data: the epoch key, written beside the
+        stream, then differs from the store's. Changes every push target has
+        acknowledged are not queued again; ``exclude`` are the caller's own
+        fresh changes, which it queues itself.
         """
         groups = list(groups)
+        epoch = store.stream_epoch()
+        lost = self._call(self.r.get, self.epoch_key) != epoch.encode()
         self.ensure_groups(groups)
         floor = min((store.cursor(g, "push") for g in groups), default=0)
-        last = self.last_seq()
-        log_max = store.max_seq()
-        low = last + 1
-        if gap is not None:
-            low = min(low, gap)
-        low = max(low, floor + 1)
-        if low > log_max:
+        if lost:
+            low = floor + 1
+        elif gap is not None:
+            low = max(gap, floor + 1)
+        else:
             return 0
-        present = self.seqs_from(low) if last >= low else set()
+        present = self.seqs_from(low)
         added = 0
         seq = low - 1
         while True:
             rows = store.changes_after(seq, _CHUNK * 10)
             if not rows:
                 break
-            missing = [(s, body) for s, body, _o, _n in rows if s not in present]
+            missing = [(s, b) for s, b, _o, _n in rows if s not in present and s not in exclude]
             added += self.publish(missing)
             seq = rows[-1][0]
+        if lost:
+            self._call(self.r.set, self.epoch_key, epoch)
         return added
 
     def length(self) -> int:

@@ -19,6 +19,7 @@ resolved (see slugs.py). Rowids, where SQLite keeps them, never leave the node.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -304,14 +305,11 @@ class Store:
         for ch in chs:
             d, stamp = ch["d"], ch["h"]
             old = before.get(ch["i"])
-            if old is not None:
-                # Stamps of the columns this change sets, as held before the batch.
-                if any(
-                    (v := old[2 + k]) is not None and v > stamp
-                    for k, c in enumerate(names)
-                    if c in d
-                ):
-                    conflicts += 1
+            # A conflict: a column this change sets already holds a newer stamp.
+            if old is not None and any(
+                (v := old[2 + k]) is not None and v > stamp for k, c in enumerate(names) if c in d
+            ):
+                conflicts += 1
             row = [ch["i"]]
             for c in names:
                 if c in d:
@@ -508,19 +506,18 @@ class Store:
         if self.outbox is None or not entries:
             return
         try:
-            if self._outbox_checked:
-                self.outbox.publish(entries)
-            else:
-                self.catch_up_outbox()
+            if not self._outbox_checked:
+                self.catch_up_outbox(exclude={seq for seq, _body in entries})
+            self.outbox.publish(entries)
         except self.outbox.Unavailable as exc:
             self._outbox_checked = False
             self._remember_gap(entries[0][0])
             self.warn(f"warning: redis unavailable ({exc}); change kept in SQLite, queued later")
 
-    def catch_up_outbox(self) -> int:
+    def catch_up_outbox(self, exclude: set[int] | frozenset = frozenset()) -> int:
         """Bring the Redis stream level with the change log; returns changes queued."""
         gap = self.gap_from()
-        added = self.outbox.catch_up(self, gap, self.push_targets)
+        added = self.outbox.catch_up(self, gap, self.push_targets, set(exclude))
         if gap is not None:
             with self.transaction():
                 self.db.execute(
@@ -540,6 +537,19 @@ class Store:
         except sqlite3.Error as exc:
             # The change itself is committed; a push still finds it in the log.
             self.warn(f"warning: could not record the outbox gap: {exc}")
+
+    def stream_epoch(self) -> str:
+        """A token naming this database's stream; Redis holds a copy while it
+        keeps its data, so a missing or different copy means the stream must
+        be rebuilt from the log."""
+        row = self.db.execute("SELECT value FROM _meta WHERE key = 'stream_epoch'").fetchone()
+        if row:
+            return row[0]
+        with self.transaction():
+            self.db.execute(
+                "INSERT OR IGNORE INTO _meta VALUES ('stream_epoch', ?)", (os.urandom(8).hex(),)
+            )
+        return self.db.execute("SELECT value FROM _meta WHERE key = 'stream_epoch'").fetchone()[0]
 
     def gap_from(self) -> int | None:
         """The first change that may be missing from the Redis stream, if any."""

@@ -1,0 +1,171 @@
+"""Shared fixtures: a real redis-server on a free loopback port, and nodes
+built from real config files in temporary directories."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from edgesync.config import load
+from edgesync.outbox import Outbox
+from edgesync.store import Store
+
+PAGES = {"columns": ["section", "title", "body"], "slug": ["section", "title"]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server process of our own, on loopback, in a temporary directory."""
+
+    def __init__(self, workdir: Path, password: str | None = None):
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is not installed: run the README's test command")
+        self.binary = binary
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.password = password
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.dir),
+            "--save", "",
+            "--appendonly", "no",
+        ]  # fmt: skip
+        if self.password:
+            args += ["--requirepass", self.password]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = self.client()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server for one test, which the test may stop and start."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    yield server
+    server.stop()
+
+
+def write_config(path: Path, name: str, redis_url: str, role: str = "edge", **extra) -> Path:
+    farm = extra.pop("farm", "a" if role == "edge" else None)
+    tables = extra.pop("tables", {"pages": PAGES})
+    lines = [
+        "[node]",
+        f'name = "{name}"',
+        f'location = "{extra.pop("location", "LON")}"',
+        f'role = "{role}"',
+        f'data_dir = "{name.lower()}-data"',
+        f'redis_url = "{redis_url}"',
+    ]
+    if farm:
+        lines.append(f'farm = "{farm}"')
+    for key, value in extra.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    for tname, spec in tables.items():
+        lines += ["", f"[tables.{tname}]", f"columns = {json.dumps(spec['columns'])}"]
+        if spec.get("slug"):
+            lines.append(f"slug = {json.dumps(spec['slug'])}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Node:
+    """A node as a test uses it: its config file, a library Store, and its CLI."""
+
+    def __init__(self, config_path: Path):
+        self.config_path = config_path
+        self.config = load(config_path)
+        self.store = Store(self.config, Outbox(self.config.redis_url, self.config.name))
+        self.store.init()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        return run_cli("--config", str(self.config_path), *args, input=input)
+
+    def cli_json(self, *args: str, input: str | None = None):
+        res = self.cli(*args, input=input)
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout)
+
+
+def run_cli(*args: str, input: str | None = None, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edgesync", *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env if env is not None else {**os.environ, "EDGESYNC_CONFIG": ""},
+    )
+
+
+@pytest.fixture
+def make_node(tmp_path, redis_server):
+    redis_server.client().flushall()  # streams are keyed by node name: start each test clean
+    nodes: list[Node] = []
+
+    def make(name: str = "EDGE01", role: str = "edge", redis_url: str | None = None, **extra):
+        path = write_config(
+            tmp_path / f"{name.lower()}.toml", name, redis_url or redis_server.url, role, **extra
+        )
+        node = Node(path)
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        node.store.close()

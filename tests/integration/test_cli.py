@@ -1,0 +1,138 @@
+"""A user drives one node from the command line, against real SQLite and Redis."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def test_a_user_makes_finds_edits_and_deletes_a_page(make_node):
+    node = make_node("EDGE01")
+    assert node.cli("init").returncode == 0
+    assert node.cli("init").returncode == 0  # harmless to repeat
+
+    page = node.cli_json(
+        "put", "pages", "--data", '{"section": "Admin", "title": "Ünïcödé Páge", "body": "hi"}'
+    )
+    code = page["id"].split("-")[2].lower()
+    assert page["slug"] == f"admin-unicode-page-{code}"
+    assert node.cli_json("get", "pages", page["id"]) == page
+    assert node.cli_json("get", "pages", "--slug", page["slug"]) == page
+
+    edited = node.cli_json(
+        "put", "pages", "--data", json.dumps({"id": page["id"], "title": "Example Page"})
+    )
+    assert edited["body"] == "hi"
+    assert edited["slug"] == f"admin-example-page-{code}"
+    old = node.cli("get", "pages", "--slug", page["slug"])
+    assert old.returncode == 1 and "not found" in old.stderr
+
+    assert node.cli("delete", "pages", page["id"]).returncode == 0
+    gone = node.cli("get", "pages", page["id"])
+    assert gone.returncode == 1 and "not found" in gone.stderr
+    assert node.cli("get", "pages", "--slug", edited["slug"]).returncode == 1
+    again = node.cli("put", "pages", "--data", json.dumps({"id": page["id"], "title": "x"}))
+    assert again.returncode == 1 and "not found" in again.stderr
+
+
+def test_status_reports_rows_outbox_and_redis(make_node):
+    node = make_node("EDGE01", farm="lon-a")
+    for i in range(3):
+        node.cli_json("put", "pages", "--data", json.dumps({"title": f"t{i}"}))
+    status = node.cli_json("status", "--json")
+    assert status["node"] == "EDGE01" and status["role"] == "edge" and status["farm"] == "lon-a"
+    assert status["rows"] == {"pages": 3}
+    assert status["outbox_pending"] == 3  # no push target has acknowledged anything
+    assert status["redis"] == "ok"
+    human = node.cli("status")
+    assert "EDGE01" in human.stdout and "pages=3" in human.stdout
+
+
+def test_data_can_come_from_stdin_for_large_values(make_node):
+    node = make_node("EDGE01")
+    body = "x" * 500_000
+    page = node.cli_json("put", "pages", "--data", "-", input=json.dumps({"body": body}))
+    assert node.cli_json("get", "pages", page["id"])["body"] == body
+
+
+def test_updating_an_unknown_id_is_not_found_and_writes_nothing(make_node):
+    node = make_node("EDGE01")
+    res = node.cli(
+        "put", "pages", "--data", '{"id": "EDGE01-LON-43AX-K3J9X0QZ-27112026200512", "title": "x"}'
+    )
+    assert res.returncode == 1 and "not found" in res.stderr
+    assert node.store.max_seq() == 0
+
+
+def _snapshot(node, redis_server):
+    return (
+        node.store.rows("pages"),
+        node.store.max_seq(),
+        redis_server.client().xlen(f"edgesync:{node.name}:changes"),
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("put", "nope", "--data", "{}"), "unknown table 'nope'"),
+        (("put", "pages", "--data", '{"colour": "red"}'), "unknown column pages.colour"),
+        (("put", "pages", "--data", "{not json"), "invalid JSON"),
+        (("put", "pages", "--data", '{"title": ["a"]}'), "not a scalar: pages.title"),
+        (("put", "pages", "--data", '{"title": {"a": 1}}'), "not a scalar: pages.title"),
+        (("put", "pages", "--data", '["a"]'), "must be a JSON object"),
+        (("put", "pages", "--data", '{"body": "' + "y" * 2000 + '"}'), "value too large"),
+        (("put", "pages", "--data", '{"id": "EDGE01-42", "title": "x"}'), "invalid id"),
+        (("get", "pages", "not-an-id"), "invalid id"),
+        (("delete", "pages", "not-an-id"), "invalid id"),
+        (("put", "pages", "--data", '{"title": 1e999}'), "not a finite number"),
+        (("put", "pages", "--data", '{"title": 99999999999999999999}'), "out of range"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_written(make_node, redis_server, args, message):
+    node = make_node("EDGE01", max_value_bytes=1000)
+    node.cli_json("put", "pages", "--data", '{"title": "before"}')
+    before = _snapshot(node, redis_server)
+    res = node.cli(*args)
+    assert res.returncode == 2, res.stderr
+    assert message in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert res.stdout == ""
+    assert _snapshot(node, redis_server) == before
+
+
+def test_an_invalid_config_fails_at_start_naming_key_and_value(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[node]\nname = "edge one"\nlocation = "LON"\nrole = "edge"\n')
+    res = subprocess.run(
+        [sys.executable, "-m", "edgesync", "--config", str(path), "init"],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 2
+    assert res.stderr.strip() == (
+        "edgesync: invalid config: node.name = 'edge one': must match [A-Z0-9]{1,16}"
+    )
+    assert not (tmp_path / "edge one-data").exists()
+
+
+def test_config_can_come_from_the_environment(make_node):
+    import os
+
+    from conftest import run_cli
+
+    node = make_node("EDGE01")
+    res = run_cli("status", "--json", env={**os.environ, "EDGESYNC_CONFIG": str(node.config_path)})
+    assert res.returncode == 0 and json.loads(res.stdout)["node"] == "EDGE01"
+    res = run_cli("status", env={**os.environ, "EDGESYNC_CONFIG": ""})
+    assert res.returncode == 2 and "no config" in res.stderr
+
+
+def test_digest_is_one_hex_line_and_changes_with_content(make_node):
+    node = make_node("EDGE01")
+    empty = node.cli("digest").stdout
+    node.cli_json("put", "pages", "--data", '{"title": "x"}')
+    full = node.cli("digest").stdout
+    assert len(empty.strip()) == 64 and int(empty, 16) >= 0
+    assert empty != full and full.count("\n") == 1

@@ -21,9 +21,14 @@ def _warn(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+_opened: list[Store] = []
+
+
 def open_store(args) -> Store:
     config = load(args.config)
-    return Store(config, Outbox(config.redis_url, config.name), warn=_warn)
+    store = Store(config, Outbox(config.redis_url, config.name), warn=_warn)
+    _opened.append(store)
+    return store
 
 
 def _print(obj) -> None:
@@ -132,10 +137,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class _Parser(argparse.ArgumentParser):
-    pass
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -149,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    finally:
+        while _opened:  # queue what was written on Redis before exiting
+            _opened.pop().close()
 
 
 if __name__ == "__main__":

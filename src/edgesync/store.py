@@ -65,15 +65,23 @@ class Store:
         self.db.execute(f"PRAGMA synchronous={sync}")
         self.db.execute("PRAGMA busy_timeout=60000")
         self.db.execute("PRAGMA cache_size=-16000")
+        self.db.execute("PRAGMA wal_autocheckpoint=20000")
         self._sql: dict[str, dict[str, str]] = {}
         for spec in config.tables.values():
             self._sql[spec.name] = _statements(spec)
         self._outbox_checked = False
+        self._publisher = None
+        self._retry_at = 0.0
         self._unpublished: list[tuple[int, str]] = []
         # Peers this node pushes to: one consumer group each on the stream.
         self.push_targets: tuple[str, ...] = ()
 
     def close(self) -> None:
+        """Finish queuing changes on Redis, then close the database."""
+        self.flush()
+        if self._publisher is not None:
+            self._publisher.stop()
+            self._publisher = None
         self.db.close()
 
     # -- schema -------------------------------------------------------------
@@ -210,10 +218,15 @@ class Store:
         values = [merged.get(c) for c in spec.slug]
         for _ in range(1000):
             want = slugs.wanted(values, code, spec.name)
+            # Two queries, so each can use its partial index.
             taken = self.db.execute(
-                f"SELECT 1 FROM {_q(spec.name)} WHERE (_want = ? OR slug = ?)"
-                " AND _deleted = 0 AND id != ? LIMIT 1",
-                (want, want, rid),
+                f"SELECT 1 FROM {_q(spec.name)} WHERE _want = ? AND _deleted = 0 AND id != ?"
+                " LIMIT 1",
+                (want, rid),
+            ).fetchone() or self.db.execute(
+                f"SELECT 1 FROM {_q(spec.name)} WHERE slug = ? AND _deleted = 0 AND id != ?"
+                " LIMIT 1",
+                (want, rid),
             ).fetchone()
             if not taken:
                 return code
@@ -233,7 +246,7 @@ class Store:
             "k": kind,
             "d": d,
         }
-        self._apply([change])
+        self._apply([change], local=True)
         self.db.execute("UPDATE _clock SET stamp = ?, own_seq = ?", (stamp, own_seq))
 
     # -- changes from elsewhere --------------------------------------------
@@ -255,77 +268,118 @@ class Store:
         self._publish_pending()
         return result
 
-    def _apply(self, batch: list[dict]) -> ApplyResult:
-        """Log and apply changes (already validated) inside the open transaction."""
+    def _apply(self, batch: list[dict], local: bool = False) -> ApplyResult:
+        """Log and apply changes (already validated) inside the open transaction.
+
+        ``local`` marks this node's own fresh writes, which cannot be duplicates
+        or conflicts, so their checks are skipped.
+        """
         result = ApplyResult()
-        new: list[dict] = []
-        log = self.db.execute
-        touched_origins: dict[str, set[int]] = {}
-        for ch in batch:
-            body = encode(ch)
-            cur = log(
+        if local:
+            held: dict[str, int] = {}
+            new = batch
+            for ch in batch:
+                body = encode(ch)
+                cur = self.db.execute(
+                    "INSERT INTO _changes(origin, origin_seq, body) VALUES (?, ?, ?)",
+                    (ch["o"], ch["n"], body),
+                )
+                self._unpublished.append((cur.lastrowid, body))
+        else:
+            held = self.held()
+            # Changes at or below an origin's held mark are certainly here already.
+            fresh = [ch for ch in batch if ch["n"] > held.get(ch["o"], 0)]
+            result.skipped = len(batch) - len(fresh)
+            if not fresh:
+                return result
+            new = self._log(fresh)
+            result.skipped += len(fresh) - len(new)
+        result.applied = len(new)
+        if not new:
+            return result
+        result.last_stamp = max(ch["h"] for ch in new)
+        by_table: dict[str, list[dict]] = {}
+        touched: dict[str, set[int]] = {}
+        for ch in new:
+            by_table.setdefault(ch["t"], []).append(ch)
+            touched.setdefault(ch["o"], set()).add(ch["n"])
+        for table, chs in by_table.items():
+            result.conflicts += self._upsert(self.config.tables[table], chs, local)
+        self._advance_origins(touched, held)
+        own = touched.get(self.config.name)
+        if own and not local:
+            # Our own changes came back (say, after this database was restored
+            # from a backup): never number a new write like one already made.
+            self.db.execute("UPDATE _clock SET own_seq = max(own_seq, ?)", (max(own),))
+        return result
+
+    def _log(self, fresh: list[dict]) -> list[dict]:
+        """Append changes to the log; returns those that were not there yet.
+
+        The common case (every change new) is one executemany; the log's
+        INTEGER PRIMARY KEY then numbers them consecutively inside our
+        exclusive transaction. Otherwise it falls back to one insert each.
+        """
+        bodies = [encode(ch) for ch in fresh]
+        first = self.max_seq() + 1
+        self.db.execute("SAVEPOINT log")
+        cur = self.db.executemany(
+            "INSERT OR IGNORE INTO _changes(origin, origin_seq, body) VALUES (?, ?, ?)",
+            [(ch["o"], ch["n"], body) for ch, body in zip(fresh, bodies, strict=True)],
+        )
+        if cur.rowcount == len(fresh):
+            self.db.execute("RELEASE log")
+            self._unpublished.extend(zip(range(first, first + len(fresh)), bodies, strict=True))
+            return fresh
+        self.db.execute("ROLLBACK TO log")
+        self.db.execute("RELEASE log")
+        new = []
+        for ch, body in zip(fresh, bodies, strict=True):
+            cur = self.db.execute(
                 "INSERT OR IGNORE INTO _changes(origin, origin_seq, body) VALUES (?, ?, ?)",
                 (ch["o"], ch["n"], body),
             )
             if cur.rowcount:
                 new.append(ch)
                 self._unpublished.append((cur.lastrowid, body))
-                touched_origins.setdefault(ch["o"], set()).add(ch["n"])
-                if result.last_stamp is None or ch["h"] > result.last_stamp:
-                    result.last_stamp = ch["h"]
-            else:
-                result.skipped += 1
-        result.applied = len(new)
-        if not new:
-            return result
-        by_table: dict[str, list[dict]] = {}
-        for ch in new:
-            by_table.setdefault(ch["t"], []).append(ch)
-        for table, chs in by_table.items():
-            spec = self.config.tables[table]
-            result.conflicts += self._upsert(spec, chs)
-        self._advance_origins(touched_origins)
-        return result
+        return new
 
-    def _upsert(self, spec: TableSpec, chs: list[dict]) -> int:
+    def _upsert(self, spec: TableSpec, chs: list[dict], local: bool) -> int:
         sql = self._sql[spec.name]
-        ids = list({ch["i"] for ch in chs})
-        before: dict[str, tuple] = {}
-        vcols = sql["version_cols"]
-        for i in range(0, len(ids), _CHUNK):
-            part = ids[i : i + _CHUNK]
-            marks = ",".join("?" * len(part))
-            for row in self.db.execute(
-                f"SELECT id, _want, {vcols} FROM {_q(spec.name)} WHERE id IN ({marks})", part
-            ):
-                before[row[0]] = row
+        names = sql["names"]
         conflicts = 0
+        if not local:
+            ids = list({ch["i"] for ch in chs})
+            before: dict[str, tuple] = {}
+            for i in range(0, len(ids), _CHUNK):
+                part = ids[i : i + _CHUNK]
+                query = sql["versions"].replace("?", ",".join("?" * len(part)))
+                for row in self.db.execute(query, part):
+                    before[row[0]] = row
+            for ch in chs:
+                old = before.get(ch["i"])
+                # A conflict: a column this change sets already holds a newer stamp.
+                if old is not None:
+                    d, stamp = ch["d"], ch["h"]
+                    if any((v := old[k]) is not None and v > stamp for k, c in names if c in d):
+                        conflicts += 1
         params = []
-        names = (*spec.columns, CODE_COLUMN)
         for ch in chs:
             d, stamp = ch["d"], ch["h"]
-            old = before.get(ch["i"])
-            # A conflict: a column this change sets already holds a newer stamp.
-            if old is not None and any(
-                (v := old[2 + k]) is not None and v > stamp for k, c in enumerate(names) if c in d
-            ):
-                conflicts += 1
             row = [ch["i"]]
-            for c in names:
+            for _k, c in names:
                 if c in d:
-                    row.append(d[c])
-                    row.append(stamp)
+                    row += (d[c], stamp)
                 else:
-                    row.append(None)
-                    row.append(None)
+                    row += (None, None)
             row.append(1 if ch["k"] == "del" else 0)
             params.append(row)
         self.db.executemany(sql["upsert"], params)
         if spec.slug:
-            self._resolve_slugs(spec, ids, before)
+            self._resolve_slugs(spec, list({ch["i"]: None for ch in chs}))
         return conflicts
 
-    def _resolve_slugs(self, spec: TableSpec, ids: list[str], before: dict) -> None:
+    def _resolve_slugs(self, spec: TableSpec, ids: list[str]) -> None:
         """Recompute wanted slugs of the touched records, then settle every
         group of records wanting the same slug: the smallest ID holds it."""
         t = _q(spec.name)
@@ -341,14 +395,24 @@ class Store:
                 want = None
                 if not deleted:
                     want = slugs.wanted(values, code or code_of(rid), spec.name)
-                if want != old_want:
+                if want == old_want:
+                    continue
+                if old_want is not None:
+                    groups.add(old_want)
+                if want is None:
+                    self.db.execute(f"UPDATE {t} SET _want = NULL WHERE id = ?", (rid,))
+                    continue
+                # Nobody else wants it (the usual case): take it at once.
+                rivals = self.db.execute(
+                    f"SELECT 1 FROM {t} WHERE _want = ? AND _deleted = 0 LIMIT 1", (want,)
+                ).fetchone()
+                if rivals:
                     self.db.execute(f"UPDATE {t} SET _want = ? WHERE id = ?", (want, rid))
-                    if old_want is not None:
-                        groups.add(old_want)
-                if want is not None:
                     groups.add(want)
-                elif deleted:
-                    self.db.execute(f"UPDATE {t} SET slug = NULL WHERE id = ?", (rid,))
+                else:
+                    self.db.execute(
+                        f"UPDATE {t} SET _want = ?, slug = ? WHERE id = ?", (want, want, rid)
+                    )
         for want in sorted(groups):
             members = self.db.execute(
                 f"SELECT id, slug FROM {t} WHERE _want = ? AND _deleted = 0 ORDER BY id", (want,)
@@ -361,30 +425,29 @@ class Store:
             if members and members[0][1] != want:
                 self.db.execute(f"UPDATE {t} SET slug = ? WHERE id = ?", (want, members[0][0]))
 
-    def _advance_origins(self, touched: dict[str, set[int]]) -> None:
+    def _advance_origins(self, touched: dict[str, set[int]], held: dict[str, int]) -> None:
         """Move each origin's ``held`` mark over every contiguous change now held,
         so a peer can be told "I hold everything from O up to N"."""
         for origin, seqs in touched.items():
-            row = self.db.execute(
-                "SELECT held FROM _origins WHERE origin = ?", (origin,)
-            ).fetchone()
-            start = held = row[0] if row else 0
+            if origin == self.config.name:
+                continue  # derived from _clock.own_seq
+            start = mark = held.get(origin, 0)
             while True:
-                if held + 1 in seqs:
-                    held += 1
+                if mark + 1 in seqs:
+                    mark += 1
                     continue
                 # Changes that arrived out of order in earlier batches.
                 if self.db.execute(
-                    "SELECT 1 FROM _changes WHERE origin = ? AND origin_seq = ?", (origin, held + 1)
+                    "SELECT 1 FROM _changes WHERE origin = ? AND origin_seq = ?", (origin, mark + 1)
                 ).fetchone():
-                    held += 1
+                    mark += 1
                     continue
                 break
-            if held != start:
+            if mark != start:
                 self.db.execute(
                     "INSERT INTO _origins(origin, held) VALUES (?, ?)"
                     " ON CONFLICT(origin) DO UPDATE SET held = excluded.held",
-                    (origin, held),
+                    (origin, mark),
                 )
 
     # -- reads --------------------------------------------------------------
@@ -470,7 +533,11 @@ class Store:
 
     def held(self) -> dict[str, int]:
         """For every origin, the highest sequence held with nothing missing below it."""
-        return dict(self.db.execute("SELECT origin, held FROM _origins"))
+        held = dict(self.db.execute("SELECT origin, held FROM _origins"))
+        own = self.db.execute("SELECT own_seq FROM _clock").fetchone()[0]
+        if own:  # this node's own changes are numbered by _clock, without gaps
+            held[self.config.name] = own
+        return held
 
     def cursor(self, peer: str, direction: str) -> int:
         row = self.db.execute(
@@ -499,20 +566,48 @@ class Store:
         """Queue changes logged by the last transaction on the Redis stream.
 
         Redis failing never fails a write: the change is safe in SQLite, the
-        gap is remembered, and the stream is caught up from the log the next
-        time Redis answers.
+        gap is remembered there, and the stream is caught up from the log the
+        next time Redis answers. The first write of a process catches up
+        synchronously; later ones go through the background publisher.
         """
         entries, self._unpublished = self._unpublished, []
         if self.outbox is None or not entries:
             return
+        self._check_publisher()
+        if self._outbox_checked:
+            self._publisher.submit(entries)
+            return
+        if time.monotonic() < self._retry_at:
+            return  # down a moment ago; the gap recorded then covers these
         try:
-            if not self._outbox_checked:
-                self.catch_up_outbox(exclude={seq for seq, _body in entries})
+            self.catch_up_outbox(exclude={seq for seq, _body in entries})
             self.outbox.publish(entries)
         except self.outbox.Unavailable as exc:
-            self._outbox_checked = False
-            self._remember_gap(entries[0][0])
-            self.warn(f"warning: redis unavailable ({exc}); change kept in SQLite, queued later")
+            self._outbox_down(entries[0][0], str(exc))
+            return
+        if self._publisher is None:
+            from .outbox import Publisher
+
+            self._publisher = Publisher(self.outbox)
+
+    def _check_publisher(self) -> None:
+        if self._publisher is not None:
+            failed = self._publisher.take_failure()
+            if failed is not None:
+                self._outbox_down(*failed)
+
+    def _outbox_down(self, first_seq: int, error: str) -> None:
+        self._outbox_checked = False
+        self._retry_at = time.monotonic() + 1.0
+        self._remember_gap(first_seq)
+        self.warn(f"warning: redis unavailable ({error}); change kept in SQLite, queued later")
+
+    def flush(self) -> None:
+        """Wait until every committed change has been queued on Redis (or the
+        failure recorded)."""
+        if self._publisher is not None:
+            self._publisher.flush()
+            self._check_publisher()
 
     def catch_up_outbox(self, exclude: set[int] | frozenset = frozenset()) -> int:
         """Bring the Redis stream level with the change log; returns changes queued."""
@@ -559,6 +654,7 @@ class Store:
     # -- status -------------------------------------------------------------
 
     def status(self) -> dict:
+        self.flush()
         redis = "down"
         if self.outbox is not None:
             try:
@@ -612,4 +708,9 @@ def _statements(spec: TableSpec) -> dict[str, str]:
         f" ON CONFLICT(id) DO UPDATE SET {', '.join(sets)}"
     )
     version_cols = ", ".join(_q("_v_" + c) for c in names)
-    return {"upsert": upsert, "version_cols": version_cols}
+    return {
+        "upsert": upsert,
+        "versions": f"SELECT id, {version_cols} FROM {t} WHERE id IN (?)",
+        # (position in a versions row, column name)
+        "names": tuple((k + 1, c) for k, c in enumerate(names)),
+    }

@@ -3,6 +3,7 @@
 import json
 import multiprocessing
 import random
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -11,6 +12,11 @@ from hypothesis import strategies as st
 from edgesync import hlc
 from edgesync.errors import BadBatch
 from edgesync.ids import new_id
+
+
+def stream_seqs(entries):
+    """The log sequences a Redis stream's entries cover, sorted, with repeats."""
+    return sorted(s for _i, f in entries for s in range(int(f[b"lo"]), int(f[b"hi"]) + 1))
 
 
 def log_of(node):
@@ -209,6 +215,7 @@ def _writer(config_path, count, queue):
     store = Store(cfg, Outbox(cfg.redis_url, cfg.name))
     for i in range(count):
         store.put("pages", {"title": f"p{i}"})
+    store.close()
     queue.put("done")
 
 
@@ -225,7 +232,7 @@ def test_two_processes_writing_one_database_both_succeed(make_node, redis_server
     assert node.store.rows("pages") == 600
     assert node.store.held() == {"EDGE01": 600}
     stream = redis_server.client().xrange("edgesync:EDGE01:changes")
-    seqs = sorted(int(f[b"seq"]) for _i, f in stream)
+    seqs = stream_seqs(stream)
     assert seqs == list(range(1, 601))
 
 
@@ -237,16 +244,18 @@ def test_writes_survive_redis_going_down_and_the_stream_catches_up(make_node, ow
     own_redis.stop()
     for i in range(5):
         node.store.put("pages", {"title": f"while down {i}"})
+    node.store.flush()
     assert node.store.rows("pages") == 6
     assert warnings and "redis unavailable" in warnings[0]
     assert node.store.status()["redis"] == "down"
     cli = node.cli("put", "pages", "--data", '{"title": "cli while down"}')
     assert cli.returncode == 0 and "warning: redis unavailable" in cli.stderr
     own_redis.start()  # a fresh, empty Redis: it lost everything
+    time.sleep(1.1)  # past the store's one-second retry pause
     node.store.put("pages", {"title": "after"})
     assert node.store.status()["redis"] == "ok"
     stream = own_redis.client().xrange("edgesync:EDGE01:changes")
-    assert sorted(int(f[b"seq"]) for _i, f in stream) == list(range(1, 9))
+    assert stream_seqs(stream) == list(range(1, 9))
     assert node.store.gap_from() is None
 
 
@@ -256,13 +265,16 @@ def test_a_gap_in_the_stream_is_filled_without_duplicates(make_node, own_redis):
     own_redis.client().config_set("requirepass", "locked-out")  # Redis answers, refuses us
     node.store.put("pages", {"title": "two"})
     node.store.put("pages", {"title": "three"})
+    node.store.flush()
     own_redis.client  # noqa: B018
     import redis as redis_lib
 
     redis_lib.Redis(port=own_redis.port, password="locked-out").config_set("requirepass", "")
+    time.sleep(1.1)
     node.store.put("pages", {"title": "four"})
+    node.store.flush()
     stream = own_redis.client().xrange("edgesync:EDGE01:changes")
-    assert sorted(int(f[b"seq"]) for _i, f in stream) == [1, 2, 3, 4]
+    assert stream_seqs(stream) == [1, 2, 3, 4]
 
 
 def test_ids_are_global_not_rowids(make_node):

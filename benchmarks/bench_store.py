@@ -1,0 +1,204 @@
+"""Store benchmarks: local writes, incoming batches vs a raw upsert, peak RSS.
+
+Run: python benchmarks/bench_store.py [--quick]
+Prints its figures; it asserts nothing about speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import sqlite3
+import string
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from edgesync import hlc, store
+from edgesync.config import parse
+from edgesync.ids import new_id
+from edgesync.localredis import LocalRedis
+from edgesync.outbox import Outbox
+from edgesync.store import Store
+
+TABLES = {
+    "pages": {"columns": ["section", "title", "body"], "slug": ["section", "title"]},
+    "items": {"columns": ["section", "title", "body"]},
+}
+
+
+def make_store(workdir: Path, name: str, redis_url: str, durability: str = "normal") -> Store:
+    cfg = parse(
+        {
+            "node": {
+                "name": name,
+                "location": "LON",
+                "role": "master",
+                "data_dir": str(workdir / name),
+                "redis_url": redis_url,
+                "durability": durability,
+            },
+            "tables": TABLES,
+        }
+    )
+    s = Store(cfg, Outbox(redis_url, name), warn=lambda m: print(m, file=sys.stderr))
+    s.init()
+    return s
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+def bench_local_writes(workdir: Path, redis_url: str, n: int, durability: str) -> None:
+    s = make_store(workdir, f"W{durability[0].upper()}", redis_url, durability)
+    body = "x" * 200
+    lat = []
+    start = time.perf_counter()
+    for i in range(n):
+        t0 = time.perf_counter()
+        s.put("pages", {"section": "news", "title": f"title {i}", "body": body})
+        lat.append(time.perf_counter() - t0)
+    total = time.perf_counter() - start
+    print(
+        f"local writes (durability={durability}, slug table, Redis XADD included): "
+        f"{n / total:,.0f} writes/s  p50 {pct(lat, 0.5) * 1e6:.0f} us  "
+        f"p99 {pct(lat, 0.99) * 1e6:.0f} us  ({n} writes)"
+    )
+    s.close()
+
+
+def make_batches(n_batches: int, size: int, origin: str = "EDGE09", seed: int = 1):
+    """Batches of fresh records from one origin: random IDs, 200-byte bodies."""
+    rng = random.Random(seed)
+    letters = string.ascii_letters
+    stamp = hlc.encode(hlc.wall_ms(), 0, origin)
+    seq = 0
+    for _ in range(n_batches):
+        batch = []
+        for _ in range(size):
+            seq += 1
+            batch.append(
+                {
+                    "o": origin,
+                    "n": seq,
+                    "h": stamp,
+                    "t": "items",
+                    "i": new_id(origin, "PAR"),
+                    "k": "put",
+                    "d": {
+                        "section": "news",
+                        "title": "t" + str(seq),
+                        "body": "".join(rng.choices(letters, k=200)),
+                    },
+                }
+            )
+        yield batch
+
+
+def raw_upsert_rate(workdir: Path, batches: list[list[dict]], without_rowid: bool) -> float:
+    """executemany upsert of the same rows into the same table schema, no merge logic."""
+    path = workdir / f"raw-{without_rowid}.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    suffix = " WITHOUT ROWID" if without_rowid else ""
+    db.execute(
+        "CREATE TABLE items(id TEXT PRIMARY KEY NOT NULL, section, title, body, _code TEXT,"
+        " _want TEXT, slug TEXT, _deleted INTEGER NOT NULL DEFAULT 0, _v_section TEXT,"
+        f" _v_title TEXT, _v_body TEXT, _v__code TEXT){suffix}"
+    )
+    sql = (
+        "INSERT INTO items(id, section, title, body) VALUES (?, ?, ?, ?) ON CONFLICT(id)"
+        " DO UPDATE SET section = excluded.section, title = excluded.title, body = excluded.body"
+    )
+    n = 0
+    start = time.perf_counter()
+    for batch in batches:
+        rows = [(c["i"], c["d"]["section"], c["d"]["title"], c["d"]["body"]) for c in batch]
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany(sql, rows)
+        db.execute("COMMIT")
+        n += len(rows)
+    rate = n / (time.perf_counter() - start)
+    db.close()
+    return rate
+
+
+def apply_rate(workdir: Path, redis_url: str, batches: list[list[dict]], name: str) -> float:
+    s = make_store(workdir, name, redis_url)
+    n = 0
+    start = time.perf_counter()
+    for batch in batches:
+        n += s.apply_changes(batch).applied
+    rate = n / (time.perf_counter() - start)
+    s.close()
+    return rate
+
+
+def bench_apply(workdir: Path, redis_url: str, n_batches: int) -> None:
+    batches = list(make_batches(n_batches, 1000))
+    total = n_batches * 1000
+    print(f"incoming batches: {n_batches} x 1,000 changes, 200-byte bodies, random IDs")
+    for without_rowid in (True, False):
+        store.WITHOUT_ROWID = without_rowid
+        kind = "WITHOUT ROWID" if without_rowid else "rowid + unique id"
+        raw = raw_upsert_rate(workdir, batches, without_rowid)
+        ours = apply_rate(workdir, redis_url, batches, "A" + ("W" if without_rowid else "R"))
+        print(
+            f"  {kind:18s} apply_changes {ours:>9,.0f} changes/s   raw executemany upsert "
+            f"{raw:>9,.0f} rows/s   ratio {ours / raw:.2f}   ({total:,} changes)"
+        )
+    store.WITHOUT_ROWID = False
+
+
+def bench_rss(workdir: Path, redis_url: str, total: int) -> None:
+    """Apply ``total`` changes in 1,000-change batches in a fresh process; report its peak RSS."""
+    code = (
+        "import sys, resource, time, json\n"
+        "sys.path.insert(0, %r)\n"
+        "import bench_store as b\n"
+        "from pathlib import Path\n"
+        "s = b.make_store(Path(%r), 'RSS', %r)\n"
+        "t = time.perf_counter(); n = 0\n"
+        "for batch in b.make_batches(%d, 1000):\n"
+        "    n += s.apply_changes(batch).applied\n"
+        "dt = time.perf_counter() - t\n"
+        "print(json.dumps({'n': n, 'seconds': dt,"
+        " 'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n"
+    ) % (str(Path(__file__).parent), str(workdir), redis_url, total // 1000)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    res = json.loads(out.stdout)
+    print(
+        f"peak RSS applying {res['n']:,} changes in 1,000-change batches: "
+        f"{res['rss_mb']:.0f} MB  ({res['n'] / res['seconds']:,.0f} changes/s)"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="smaller runs (for CI)")
+    args = ap.parse_args()
+    scale = 10 if args.quick else 1
+    with tempfile.TemporaryDirectory(prefix="edgesync-bench-") as tmp:
+        workdir = Path(tmp)
+        server = LocalRedis(workdir / "redis").start()
+        try:
+            print(f"edgesync store benchmark ({os.cpu_count()} cores, python {sys.version.split()[0]})")
+            bench_local_writes(workdir, server.url, 20_000 // scale, "normal")
+            bench_local_writes(workdir, server.url, 4_000 // scale, "full")
+            bench_apply(workdir, server.url, 100 // scale)
+            bench_rss(workdir, server.url, 1_000_000 // scale)
+        finally:
+            server.stop()
+    print(f"benchmark process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

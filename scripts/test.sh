@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test command: set up, lint, run every test, run the benchmarks in quick mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+
+echo "== lint"
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff format --check src tests benchmarks
+
+echo "== tests"
+set +e
+.venv/bin/python -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+    echo "test.sh: pytest collected no tests" >&2
+    exit 1
+fi
+[ "$rc" -eq 0 ] || exit "$rc"
+
+echo "== benchmarks (quick; full figures: .venv/bin/python benchmarks/bench_store.py)"
+.venv/bin/python benchmarks/bench_store.py --quick

@@ -158,22 +158,24 @@ def bench_apply(workdir: Path, redis_url: str, n_batches: int) -> None:
     store.WITHOUT_ROWID = False
 
 
+def rss_child(workdir: Path, redis_url: str, total: int) -> None:
+    s = make_store(workdir, "RSS", redis_url)
+    start, n = time.perf_counter(), 0
+    for batch in make_batches(total // 1000, 1000):
+        n += s.apply_changes(batch).applied
+    seconds = time.perf_counter() - start
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"n": n, "seconds": seconds, "rss_mb": rss_mb}))
+
+
 def bench_rss(workdir: Path, redis_url: str, total: int) -> None:
     """Apply ``total`` changes in 1,000-change batches in a fresh process; report its peak RSS."""
-    code = (
-        "import sys, resource, time, json\n"
-        "sys.path.insert(0, %r)\n"
-        "import bench_store as b\n"
-        "from pathlib import Path\n"
-        "s = b.make_store(Path(%r), 'RSS', %r)\n"
-        "t = time.perf_counter(); n = 0\n"
-        "for batch in b.make_batches(%d, 1000):\n"
-        "    n += s.apply_changes(batch).applied\n"
-        "dt = time.perf_counter() - t\n"
-        "print(json.dumps({'n': n, 'seconds': dt,"
-        " 'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n"
-    ) % (str(Path(__file__).parent), str(workdir), redis_url, total // 1000)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--rss-child", str(total), str(workdir), redis_url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     res = json.loads(out.stdout)
     print(
         f"peak RSS applying {res['n']:,} changes in 1,000-change batches: "
@@ -184,20 +186,27 @@ def bench_rss(workdir: Path, redis_url: str, total: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller runs (for CI)")
+    ap.add_argument("--rss-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.rss_child:
+        total, workdir, url = args.rss_child
+        rss_child(Path(workdir), url, int(total))
+        return
     scale = 10 if args.quick else 1
     with tempfile.TemporaryDirectory(prefix="edgesync-bench-") as tmp:
         workdir = Path(tmp)
         server = LocalRedis(workdir / "redis").start()
         try:
-            print(f"edgesync store benchmark ({os.cpu_count()} cores, python {sys.version.split()[0]})")
+            python = sys.version.split()[0]
+            print(f"edgesync store benchmark ({os.cpu_count()} cores, python {python})")
             bench_local_writes(workdir, server.url, 20_000 // scale, "normal")
             bench_local_writes(workdir, server.url, 4_000 // scale, "full")
             bench_apply(workdir, server.url, 100 // scale)
             bench_rss(workdir, server.url, 1_000_000 // scale)
         finally:
             server.stop()
-    print(f"benchmark process peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"benchmark process peak RSS {rss_mb:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -219,15 +219,18 @@ class Store:
         for _ in range(1000):
             want = slugs.wanted(values, code, spec.name)
             # Two queries, so each can use its partial index.
-            taken = self.db.execute(
-                f"SELECT 1 FROM {_q(spec.name)} WHERE _want = ? AND _deleted = 0 AND id != ?"
-                " LIMIT 1",
-                (want, rid),
-            ).fetchone() or self.db.execute(
-                f"SELECT 1 FROM {_q(spec.name)} WHERE slug = ? AND _deleted = 0 AND id != ?"
-                " LIMIT 1",
-                (want, rid),
-            ).fetchone()
+            taken = (
+                self.db.execute(
+                    f"SELECT 1 FROM {_q(spec.name)} WHERE _want = ? AND _deleted = 0 AND id != ?"
+                    " LIMIT 1",
+                    (want, rid),
+                ).fetchone()
+                or self.db.execute(
+                    f"SELECT 1 FROM {_q(spec.name)} WHERE slug = ? AND _deleted = 0 AND id != ?"
+                    " LIMIT 1",
+                    (want, rid),
+                ).fetchone()
+            )
             if not taken:
                 return code
             code = new_code()

@@ -15,6 +15,7 @@ from .config import load
 from .errors import BadInput, EdgesyncError
 from .outbox import Outbox
 from .store import Store
+from .sync import push_targets
 
 
 def _warn(msg: str) -> None:
@@ -27,6 +28,7 @@ _opened: list[Store] = []
 def open_store(args) -> Store:
     config = load(args.config)
     store = Store(config, Outbox(config.redis_url, config.name), warn=_warn)
+    store.push_targets = push_targets(config)
     _opened.append(store)
     return store
 
@@ -96,6 +98,33 @@ def cmd_status(args) -> int:
     return 0
 
 
+def cmd_sync(args) -> int:
+    from .sync import sync
+
+    store = open_store(args)
+    store.check_schema()
+    report = sync(store, args.peer, args.command)
+    if args.json:
+        _print(report)
+    else:
+        print(
+            f"{args.command} {args.peer}: sent {report['sent']}, received {report['received']}, "
+            f"applied {report['applied']}, conflicts {report['conflicts']} "
+            f"in {report['duration_ms']} ms"
+        )
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .sync import serve
+
+    if not args.stdio:
+        raise BadInput("serve needs --stdio (the only transport it speaks)")
+    store = open_store(args)
+    store.check_schema()
+    return serve(store, args.peer, sys.stdin.buffer, sys.stdout.buffer)
+
+
 def cmd_digest(args) -> int:
     store = open_store(args)
     store.check_schema()
@@ -132,6 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_status)
 
+    for action, text in (
+        ("push", "send this node's changes the peer does not hold"),
+        ("pull", "fetch the peer's changes this node does not hold"),
+    ):
+        s = sub.add_parser(action, help=text)
+        s.add_argument("peer")
+        s.add_argument("--json", action="store_true")
+        s.set_defaults(fn=cmd_sync)
+
+    s = sub.add_parser("serve", help="the receiving side of a sync session, on stdin/stdout")
+    s.add_argument("--stdio", action="store_true")
+    s.add_argument("--peer", required=True, help="who is calling (set by the SSH forced command)")
+    s.set_defaults(fn=cmd_serve)
+
     s = sub.add_parser("digest", help="a digest of the visible content, equal on synced nodes")
     s.set_defaults(fn=cmd_digest)
     return p
@@ -146,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args)
     except EdgesyncError as exc:
-        _warn(f"edgesync: {exc}")
+        msg = str(exc)
+        _warn(msg if msg.startswith("refused:") else f"edgesync: {msg}")
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

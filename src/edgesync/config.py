@@ -9,9 +9,20 @@ farm = "lon-a"             # the farm an edge belongs to; required for edges
 data_dir = "/var/lib/edgesync"        # holds edgesync.db (SQLite, WAL)
 redis_url = "redis://127.0.0.1:6379/0"  # the outbox; may carry a password
 max_value_bytes = 1048576  # largest single value accepted (default 1 MiB)
-durability = "normal"      # normal: survives a crash of the agent or its host OS
-                           #   process (WAL, synchronous=NORMAL);
-                           # full: also survives power loss (fsync per commit)
+durability = "normal"      # normal: survives a crash of the agent (WAL,
+                           #   synchronous=NORMAL); full: also survives power
+                           #   loss (an fsync per commit, about half the rate)
+trusted = ["MASTER01", "NODE02"]  # nodes only: the peers this node may sync with,
+                           #   and the only callers (besides masters) it accepts
+max_clock_skew_ms = 300000 # a peer whose clock is further ahead is refused
+batch_size = 1000          # changes per sync batch
+ssh_key = "id_ed25519"     # this node's own key for ssh:// peers (default in data_dir)
+known_hosts = "known_hosts"  # pinned host keys for ssh:// peers (default in data_dir)
+
+[peers.MASTER01]           # one section per peer, as this node knows it
+url = "ssh://edgesync@master.example:22"  # or "local:/path/to/its/config.toml"
+role = "master"            # master | node | edge: what this node believes it is
+farm = "lon-a"             # required for edge peers
 
 [tables.pages]             # one section per synced table
 columns = ["section", "title", "body"]  # names: [a-z][a-z0-9_]{0,62}
@@ -49,7 +60,13 @@ _NODE_KEYS = {
     "redis_url",
     "max_value_bytes",
     "durability",
+    "trusted",
+    "max_clock_skew_ms",
+    "batch_size",
+    "ssh_key",
+    "known_hosts",
 }
+_PEER_KEYS = {"url", "role", "farm"}
 _TABLE_KEYS = {"columns", "slug"}
 
 
@@ -58,6 +75,14 @@ class TableSpec:
     name: str
     columns: tuple[str, ...]
     slug: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    url: str
+    role: str
+    farm: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +97,12 @@ class Config:
     durability: str = "normal"
     tables: dict[str, TableSpec] = field(default_factory=dict)
     path: Path | None = None
+    trusted: tuple[str, ...] = ()
+    peers: dict[str, Peer] = field(default_factory=dict)
+    max_clock_skew_ms: int = 300_000
+    batch_size: int = 1000
+    ssh_key: Path | None = None
+    known_hosts: Path | None = None
 
     @property
     def db_path(self) -> Path:
@@ -129,6 +160,54 @@ def parse(data: dict, path: Path | None = None) -> Config:
     if durability not in ("normal", "full"):
         raise _fail("node.durability", durability, "must be normal or full")
 
+    trusted = node.get("trusted", [])
+    if not isinstance(trusted, list) or any(
+        not isinstance(t, str) or not NODE_NAME_RE.match(t) for t in trusted
+    ):
+        raise _fail("node.trusted", trusted, "must be a list of node names")
+    if trusted and role != "node":
+        raise _fail("node.trusted", trusted, "only nodes (role = node) have a trusted list")
+    skew = node.get("max_clock_skew_ms", 300_000)
+    if not isinstance(skew, int) or isinstance(skew, bool) or skew < 0:
+        raise _fail("node.max_clock_skew_ms", skew, "must be a non-negative integer")
+    batch_size = node.get("batch_size", 1000)
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or not batch_size >= 1:
+        raise _fail("node.batch_size", batch_size, "must be a positive integer")
+    if batch_size > 10_000:
+        raise _fail("node.batch_size", batch_size, "must be at most 10000")
+    ssh_key = data_path / (_str(node, "ssh_key", "node", required=False) or "id_ed25519")
+    known_hosts = data_path / (_str(node, "known_hosts", "node", required=False) or "known_hosts")
+
+    peers_raw = data.get("peers", {})
+    if not isinstance(peers_raw, dict):
+        raise _fail("peers", peers_raw, "must be a table of tables")
+    peers: dict[str, Peer] = {}
+    for pname, spec in peers_raw.items():
+        where = f"peers.{pname}"
+        if not NODE_NAME_RE.match(pname):
+            raise _fail(where, pname, "peer names are node names: [A-Z0-9]{1,16}")
+        if pname == name:
+            raise _fail(where, pname, "a node is not its own peer")
+        if not isinstance(spec, dict):
+            raise _fail(where, spec, "must be a table")
+        for key in spec:
+            if key not in _PEER_KEYS:
+                raise _fail(f"{where}.{key}", spec[key], "unknown key")
+        url = _str(spec, "url", where)
+        if not url.startswith(("ssh://", "local:")):
+            raise _fail(f"{where}.url", url, "must start with ssh:// or local:")
+        prole = _str(spec, "role", where)
+        if prole not in ROLES:
+            raise _fail(f"{where}.role", prole, "must be one of master, node, edge")
+        pfarm = _str(spec, "farm", where, required=False)
+        if prole == "edge" and pfarm is None:
+            raise ConfigError(f"invalid config: {where}.farm is missing (required for edges)")
+        if url.startswith("local:"):
+            target = url[len("local:") :]
+            if not os.path.isabs(target):
+                url = "local:" + str((base / target).resolve())
+        peers[pname] = Peer(pname, url, prole, pfarm)
+
     tables_raw = data.get("tables", {})
     if not isinstance(tables_raw, dict):
         raise _fail("tables", tables_raw, "must be a table of tables")
@@ -170,6 +249,12 @@ def parse(data: dict, path: Path | None = None) -> Config:
         durability=durability,
         tables=tables,
         path=path,
+        trusted=tuple(trusted),
+        peers=peers,
+        max_clock_skew_ms=skew,
+        batch_size=batch_size,
+        ssh_key=ssh_key,
+        known_hosts=known_hosts,
     )
 
 

@@ -135,8 +135,120 @@ class Outbox:
             self._call(self.r.set, self.epoch_key, epoch)
         return added
 
+    def feed(self, group: str) -> Feed:
+        self.ensure_groups([group])
+        return Feed(self, group)
+
+    def trim(self, groups: Iterable[str]) -> None:
+        """Drop entries every consumer group has read and acknowledged."""
+        groups = set(groups)
+        if not groups:
+            return
+        info = {g["name"].decode(): g for g in self._call(self.r.xinfo_groups, self.key)}
+        keep = None
+        for name in groups:
+            g = info.get(name)
+            if g is None:
+                return  # a push target without a group yet: it must see everything
+            if g["pending"]:
+                first = self._call(self.r.xpending, self.key, name)["min"]
+            else:
+                first = _next_id(g["last-delivered-id"])
+            first = first.decode() if isinstance(first, bytes) else first
+            if keep is None or _id_key(first) < _id_key(keep):
+                keep = first
+        if keep is not None and keep != "0-1":
+            self._call(self.r.xtrim, self.key, minid=keep, approximate=False)
+
     def length(self) -> int:
         return int(self._call(self.r.xlen, self.key))
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, seq = entry_id.split("-")
+    return int(ms), int(seq)
+
+
+def _next_id(entry_id: bytes | str) -> str:
+    ms, seq = _id_key(entry_id.decode() if isinstance(entry_id, bytes) else entry_id)
+    return f"{ms}-{seq + 1}"
+
+
+class Feed:
+    """One push target's consumer group, read as runs of log sequences.
+
+    Entries this consumer read but never acknowledged (say, the pusher was
+    killed) come first, then new ones. ``take`` answers only while the stream
+    continues the log exactly where the cursor stands; otherwise the pusher
+    falls back to the SQLite log for that stretch.
+    """
+
+    CONSUMER = "pusher"
+
+    def __init__(self, outbox: Outbox, group: str):
+        self.outbox = outbox
+        self.group = group
+        self.buffer: list[tuple[bytes, int, int, list[str]]] = []
+        self.pending_from: bytes | str | None = "0"  # re-read our unacknowledged entries first
+        self.done = False
+
+    def _fill(self, want: int) -> None:
+        have = sum(hi - lo + 1 for _i, lo, hi, _b in self.buffer)
+        while have < want and not self.done:
+            start = ">" if self.pending_from is None else self.pending_from
+            got = self.outbox._call(
+                self.outbox.r.xreadgroup, self.group, self.CONSUMER, {self.outbox.key: start},
+                count=100,
+            )  # fmt: skip
+            entries = got[0][1] if got else []
+            if self.pending_from is not None:
+                if not entries:
+                    self.pending_from = None
+                    continue
+                self.pending_from = entries[-1][0]
+            elif not entries:
+                self.done = True
+            for entry_id, fields in entries:
+                if not fields:  # trimmed while pending
+                    continue
+                lo, hi = int(fields[b"lo"]), int(fields[b"hi"])
+                self.buffer.append((entry_id, lo, hi, fields[b"c"].decode().split("\n")))
+                have += hi - lo + 1
+
+    def take(self, cursor: int, limit: int) -> tuple[list | None, list[bytes]]:
+        """Rows (seq, body, origin, n) after ``cursor`` from the stream, or None
+        when the stream does not continue the log at ``cursor``."""
+        from .sync import _origin_seq
+
+        self._fill(limit)
+        self.buffer.sort(key=lambda e: e[1])
+        # Entries wholly behind the cursor were delivered in an earlier session.
+        while self.buffer and self.buffer[0][2] <= cursor:
+            self._ack([self.buffer.pop(0)[0]])
+        rows: list = []
+        ids: list[bytes] = []
+        expect = cursor + 1
+        for entry_id, lo, hi, bodies in self.buffer:
+            if lo > expect or len(rows) >= limit:
+                break
+            for k, body in enumerate(bodies):
+                seq = lo + k
+                if seq >= expect:
+                    rows.append((seq, body, *_origin_seq(body)))
+            expect = hi + 1
+            ids.append(entry_id)
+        if not rows:
+            return None, []
+        return rows, ids
+
+    def ack_through(self, last: int) -> None:
+        done = [e for e in self.buffer if e[2] <= last]
+        self.buffer = [e for e in self.buffer if e[2] > last]
+        self._ack([e[0] for e in done])
+
+    def _ack(self, ids: list[bytes]) -> None:
+        if ids:
+            self.outbox._call(self.outbox.r.xack, self.outbox.key, self.group, *ids)
 
 
 class Publisher:

@@ -23,7 +23,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 from . import hlc, slugs
@@ -109,6 +109,10 @@ class Store:
             ex(
                 "CREATE TABLE IF NOT EXISTS _cursors(peer TEXT NOT NULL, direction TEXT NOT NULL,"
                 " seq INTEGER NOT NULL, PRIMARY KEY (peer, direction)) WITHOUT ROWID"
+            )
+            ex(
+                "CREATE TABLE IF NOT EXISTS _refusals(at TEXT NOT NULL, peer TEXT NOT NULL,"
+                " action TEXT NOT NULL, rule TEXT NOT NULL)"
             )
             ex("INSERT OR IGNORE INTO _meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
             for spec in self.config.tables.values():
@@ -254,15 +258,20 @@ class Store:
 
     # -- changes from elsewhere --------------------------------------------
 
-    def apply_changes(self, changes: object) -> ApplyResult:
+    def apply_changes(
+        self, changes: object, cursor: tuple[str, str, int] | None = None
+    ) -> ApplyResult:
         """Apply a batch of change records from another node in one transaction.
 
         The batch is validated first and rejected whole (BadBatch) if any
-        change is malformed. Changes already held are skipped.
+        change is malformed. Changes already held are skipped. ``cursor``
+        (peer, direction, seq) is moved in the same transaction.
         """
         batch = validate_batch(changes, self.config)
         with self.transaction():
             result = self._apply(batch)
+            if cursor is not None:
+                self.set_cursor(*cursor)
             if result.last_stamp is not None:
                 last = self.db.execute("SELECT stamp FROM _clock").fetchone()[0]
                 newest = hlc.later(last, result.last_stamp)
@@ -654,6 +663,40 @@ class Store:
         row = self.db.execute("SELECT value FROM _meta WHERE key = 'stream_gap_from'").fetchone()
         return row[0] if row else None
 
+    def stream_feed(self, peer: str):
+        """The peer's consumer group on the outbox, or None without Redis."""
+        if self.outbox is None or peer not in self.push_targets:
+            return None
+        self.flush()
+        try:
+            if not self._outbox_checked:
+                self.catch_up_outbox()
+            return self.outbox.feed(peer)
+        except self.outbox.Unavailable as exc:
+            self.warn(f"warning: redis unavailable ({exc}); pushing from the SQLite log")
+            return None
+
+    def trim_outbox(self) -> None:
+        if self.outbox is None:
+            return
+        with suppress(self.outbox.Unavailable):
+            self.outbox.trim(self.push_targets)
+
+    def record_refusal(self, peer: str, action: str, rule: str) -> None:
+        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with self.transaction():
+            self.db.execute("INSERT INTO _refusals VALUES (?, ?, ?, ?)", (at, peer, action, rule))
+
+    def refusals(self, last: int = 20) -> dict:
+        count = self.db.execute("SELECT count(*) FROM _refusals").fetchone()[0]
+        rows = self.db.execute(
+            "SELECT at, peer, action, rule FROM _refusals ORDER BY rowid DESC LIMIT ?", (last,)
+        ).fetchall()
+        return {
+            "count": count,
+            "last": [dict(zip(("at", "peer", "action", "rule"), r, strict=True)) for r in rows],
+        }
+
     # -- status -------------------------------------------------------------
 
     def status(self) -> dict:
@@ -675,6 +718,11 @@ class Store:
             "outbox_pending": self.outbox_pending(self.push_targets),
             "redis": redis,
             "held": self.held(),
+            "refusals": self.refusals(),
+            "cursors": [
+                {"peer": p, "direction": d, "seq": q}
+                for p, d, q in self.db.execute("SELECT peer, direction, seq FROM _cursors")
+            ],
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
 

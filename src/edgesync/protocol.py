@@ -1,0 +1,90 @@
+"""The sync wire protocol: length-prefixed JSON frames over a byte stream.
+
+A frame is a 4-byte big-endian length, then that many bytes of UTF-8 JSON (an
+object with a type ``t``). The same frames run over SSH and over a local
+subprocess's stdin/stdout. A malformed, truncated or oversized frame ends the
+session with a ProtocolError; nothing from the batch it carried is applied.
+
+Session (the caller speaks first):
+
+    caller → hello   {v, node, action: push|pull, clock, held?, cursor?}
+    callee → welcome {v, node, clock, held?}  or  refused {rule}  or  error {msg}
+    push:  caller → batch {changes, last}   callee → ack {applied, conflicts, skipped}
+           ... caller → done                callee → bye
+    pull:  callee → batch {changes, last}   caller → ack {applied, conflicts, skipped}
+           ... callee → done
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import BinaryIO
+
+from .errors import SyncError
+
+VERSION = 1
+MAX_FRAME = 64 * 1024 * 1024
+_HEADER = struct.Struct(">I")
+
+
+class ProtocolError(SyncError):
+    """The peer sent something that is not a valid frame."""
+
+
+def write_frame(out: BinaryIO, message: dict | bytes) -> None:
+    data = message if isinstance(message, bytes) else json.dumps(message).encode()
+    if len(data) > MAX_FRAME:
+        raise ProtocolError(f"frame of {len(data)} bytes exceeds the {MAX_FRAME}-byte limit")
+    out.write(_HEADER.pack(len(data)))
+    out.write(data)
+    out.flush()
+
+
+def _read_exact(inp: BinaryIO, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = inp.read(n)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(inp: BinaryIO, expect: tuple[str, ...] | None = None) -> dict:
+    """Read one frame; raise ProtocolError if it is truncated, oversized,
+    malformed, or not one of the ``expect``ed types."""
+    header = _read_exact(inp, 4)
+    if not header:
+        raise ProtocolError("connection closed by peer")
+    if len(header) < 4:
+        raise ProtocolError("truncated frame header")
+    (size,) = _HEADER.unpack(header)
+    if size > MAX_FRAME:
+        raise ProtocolError(f"oversized frame: {size} bytes (limit {MAX_FRAME})")
+    data = _read_exact(inp, size)
+    if len(data) < size:
+        raise ProtocolError(f"truncated frame: got {len(data)} of {size} bytes")
+    try:
+        message = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"malformed frame: {exc}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("t"), str):
+        raise ProtocolError("malformed frame: not an object with a type")
+    if message["t"] == "error":
+        raise SyncError(f"peer error: {message.get('msg')}")
+    if expect is not None and message["t"] not in expect:
+        raise ProtocolError(f"unexpected frame {message['t']!r} (expected {', '.join(expect)})")
+    return message
+
+
+def batch_frame(bodies: list[str], last: int) -> bytes:
+    """A batch frame built from already-encoded change bodies (no re-encoding)."""
+    return (
+        b'{"t":"batch","last":'
+        + str(last).encode()
+        + b',"changes":['
+        + ",".join(bodies).encode()
+        + b"]}"
+    )

@@ -1,0 +1,74 @@
+"""Transports: how a caller reaches a peer's ``edgesync serve --stdio``.
+
+``local:PATH`` starts ``edgesync --config PATH serve --stdio --peer <me>`` as a
+subprocess. ``ssh://user@host[:port]`` runs the system ssh with this node's own
+key, BatchMode and strict host-key checking against pinned known_hosts; on the
+far side the key's forced command decides what runs and for which peer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from urllib.parse import urlparse
+
+from .config import Config, Peer
+from .errors import BadInput
+
+
+def command(config: Config, peer: Peer) -> list[str]:
+    if peer.url.startswith("local:"):
+        path = peer.url[len("local:") :]
+        return [sys.executable, "-m", "edgesync", "--config", path, "serve", "--stdio",
+                "--peer", config.name]  # fmt: skip
+    url = urlparse(peer.url)
+    if url.scheme != "ssh" or not url.hostname:
+        raise BadInput(f"invalid peer url {peer.url!r}: expected ssh://user@host[:port]")
+    target = f"{url.username}@{url.hostname}" if url.username else url.hostname
+    return [
+        "ssh",
+        "-T",
+        "-i", str(config.ssh_key),
+        "-o", "BatchMode=yes",
+        "-o", "IdentitiesOnly=yes",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", f"UserKnownHostsFile={config.known_hosts}",
+        "-o", "ConnectTimeout=10",
+        "-p", str(url.port or 22),
+        target,
+        "edgesync", "serve", "--stdio", "--peer", config.name,
+    ]  # fmt: skip
+
+
+class Connection:
+    def __init__(self, config: Config, peer: Peer):
+        self.argv = command(config, peer)
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=1 << 20,
+        )
+        self.reader = self.proc.stdout
+        self.writer = self.proc.stdin
+
+    def stderr_tail(self) -> str:
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return ""
+        err = self.proc.stderr.read().decode(errors="replace").strip()
+        return err.splitlines()[-1] if err else ""
+
+    def close(self) -> None:
+        for stream in (self.writer, self.reader):
+            with contextlib.suppress(OSError):
+                stream.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stderr.close()

@@ -98,6 +98,8 @@ def sync(store: Store, peer_name: str, action: str) -> dict:
         tail = conn.stderr_tail()
         if tail.startswith("refused:"):
             raise Refused(tail) from None
+        if "Permission denied" in tail:  # sshd refused our key: the peer does not trust us
+            raise Refused(f"refused: ssh to {peer_name}: {tail}") from None
         raise SyncError(
             f"sync with {peer_name} failed: {exc}" + (f" ({tail})" if tail else "")
         ) from None

@@ -1,0 +1,115 @@
+"""A farm of real agents in a temporary directory, joined by ``local:`` peers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from edgesync.config import load
+from edgesync.outbox import Outbox
+from edgesync.store import Store
+from edgesync.sync import push_targets
+
+TABLES = """
+[tables.pages]
+columns = ["section", "title", "body"]
+slug = ["section", "title"]
+"""
+
+# name: (role, farm, trusted)
+SEVEN = {
+    "MASTER01": ("master", None, ()),
+    "NODE01": ("node", None, ("MASTER01", "NODE02", "EDGE01", "EDGE02")),
+    "NODE02": ("node", None, ("MASTER01", "NODE01", "EDGE03", "EDGE04")),
+    "EDGE01": ("edge", "a", ()),
+    "EDGE02": ("edge", "a", ()),
+    "EDGE03": ("edge", "b", ()),
+    "EDGE04": ("edge", "b", ()),
+}
+
+
+class Farm:
+    def __init__(self, root: Path, redis_url: str, nodes: dict, extra: str = ""):
+        self.root = root
+        self.nodes = nodes
+        for name, (role, farm, trusted) in nodes.items():
+            lines = [
+                "[node]",
+                f'name = "{name}"',
+                'location = "LON"',
+                f'role = "{role}"',
+                f'data_dir = "{name.lower()}"',
+                f'redis_url = "{redis_url}"',
+            ]
+            if farm:
+                lines.append(f'farm = "{farm}"')
+            if trusted:
+                lines.append(f"trusted = {json.dumps(list(trusted))}")
+            lines.append(extra)
+            for other, (orole, ofarm, _t) in nodes.items():
+                if other == name:
+                    continue
+                lines += ["", f"[peers.{other}]", f'url = "local:{other.lower()}.toml"']
+                lines.append(f'role = "{orole}"')
+                if ofarm:
+                    lines.append(f'farm = "{ofarm}"')
+            (root / f"{name.lower()}.toml").write_text("\n".join(lines) + "\n" + TABLES)
+        self.stores: dict[str, Store] = {}
+        for name in nodes:
+            self.store(name).init()
+
+    def config_path(self, name: str) -> Path:
+        return self.root / f"{name.lower()}.toml"
+
+    def store(self, name: str) -> Store:
+        if name not in self.stores:
+            cfg = load(self.config_path(name))
+            store = Store(cfg, Outbox(cfg.redis_url, cfg.name))
+            store.push_targets = push_targets(cfg)
+            self.stores[name] = store
+        return self.stores[name]
+
+    def cli(self, name: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "edgesync", "--config", str(self.config_path(name)), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def sync(self, name: str, action: str, peer: str) -> dict:
+        res = self.cli(name, action, peer, "--json")
+        assert res.returncode == 0, f"{name} {action} {peer}: {res.stderr}"
+        return json.loads(res.stdout)
+
+    def put(self, name: str, **data) -> dict:
+        return self.store(name).put("pages", data)
+
+    def digests(self) -> dict[str, str]:
+        return {name: self.store(name).digest() for name in self.nodes}
+
+    def close(self) -> None:
+        for store in self.stores.values():
+            store.close()
+        self.stores.clear()
+
+
+# One full round in topology order: up from the edges to the master, then down.
+ROUND = [
+    ("EDGE01", "push", "EDGE02"),
+    ("EDGE03", "push", "EDGE04"),
+    ("NODE01", "pull", "EDGE01"),
+    ("NODE01", "pull", "EDGE02"),
+    ("NODE02", "pull", "EDGE03"),
+    ("NODE02", "pull", "EDGE04"),
+    ("NODE01", "push", "MASTER01"),
+    ("NODE02", "push", "MASTER01"),
+    ("NODE01", "pull", "MASTER01"),
+    ("NODE02", "pull", "MASTER01"),
+    ("NODE01", "push", "EDGE01"),
+    ("NODE01", "push", "EDGE02"),
+    ("NODE02", "push", "EDGE03"),
+    ("NODE02", "push", "EDGE04"),
+]

@@ -189,8 +189,9 @@ def test_a_peer_whose_clock_is_far_ahead_is_refused(farm):
     assert "clock" in farm.store("MASTER01").refusals()["last"][0]["rule"]
     # Changes stamped far in the future are refused too, whoever forwards them.
     future = hlc.encode(ahead, 0, "EDGE01")
-    change = {"o": "EDGE01", "n": 1, "h": future, "t": "pages",
-              "i": "EDGE01-LON-43AX-K3J9X0QZ-27112026200512", "k": "put", "d": {"title": "x"}}  # fmt: skip
+    rid = "EDGE01-LON-43AX-K3J9X0QZ-27112026200512"
+    change = {"o": "EDGE01", "n": 1, "h": future, "t": "pages", "i": rid, "k": "put",
+              "d": {"title": "x"}}  # fmt: skip
     data = hello_frame("EDGE01", "push") + frame({"t": "batch", "last": 1, "changes": [change]})
     res = serve(farm, "EDGE02", "EDGE01", data)
     assert res.returncode == 2 and b"in the future" in res.stderr

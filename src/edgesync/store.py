@@ -31,6 +31,7 @@ from .changes import CODE_COLUMN, check_value, encode, validate_batch
 from .config import Config, TableSpec
 from .errors import BadInput, NotFound
 from .ids import code_of, is_valid_id, new_code, new_id, random_of
+from .outbox import Publisher
 
 SCHEMA_VERSION = 1
 # Measured by benchmarks/bench_store.py: see README ("Storage layout").
@@ -596,11 +597,6 @@ class Store:
             self.outbox.publish(entries)
         except self.outbox.Unavailable as exc:
             self._outbox_down(entries[0][0], str(exc))
-            return
-        if self._publisher is None:
-            from .outbox import Publisher
-
-            self._publisher = Publisher(self.outbox)
 
     def _check_publisher(self) -> None:
         if self._publisher is not None:
@@ -631,6 +627,8 @@ class Store:
                     "DELETE FROM _meta WHERE key = 'stream_gap_from' AND value = ?", (gap,)
                 )
         self._outbox_checked = True
+        if self._publisher is None:
+            self._publisher = Publisher(self.outbox)
         return added
 
     def _remember_gap(self, seq: int) -> None:

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from farm import ROUND, SEVEN, Farm
+from farm import ALLOWED, REFUSED_BY_RECEIVER, ROUND, SEVEN, Farm
 
 from edgesync import hlc, protocol
 
@@ -19,34 +19,6 @@ def farm(tmp_path, redis_server):
     f = Farm(tmp_path, redis_server.url, SEVEN)
     yield f
     f.close()
-
-
-# Who may do what, written out by hand (not computed by the policy under test).
-ALLOWED = {
-    ("MASTER01", a, t) for a in ("push", "pull") for t in SEVEN if t != "MASTER01"
-} | {
-    ("NODE01", a, t) for a in ("push", "pull") for t in ("MASTER01", "NODE02", "EDGE01", "EDGE02")
-} | {
-    ("NODE02", a, t) for a in ("push", "pull") for t in ("MASTER01", "NODE01", "EDGE03", "EDGE04")
-} | {
-    ("EDGE01", "pull", t) for t in ("MASTER01", "NODE01", "EDGE02", "EDGE03", "EDGE04")
-} | {
-    ("EDGE02", "pull", t) for t in ("MASTER01", "NODE01", "EDGE01", "EDGE03", "EDGE04")
-} | {
-    ("EDGE03", "pull", t) for t in ("MASTER01", "NODE02", "EDGE01", "EDGE02", "EDGE04")
-} | {
-    ("EDGE04", "pull", t) for t in ("MASTER01", "NODE02", "EDGE01", "EDGE02", "EDGE03")
-} | {
-    ("EDGE01", "push", "EDGE02"), ("EDGE02", "push", "EDGE01"),
-    ("EDGE03", "push", "EDGE04"), ("EDGE04", "push", "EDGE03"),
-}  # fmt: skip
-
-# Refused by the receiver although the initiator's own check lets them through:
-# an edge pulling from a node that does not trust it.
-REFUSED_BY_RECEIVER = {
-    ("EDGE01", "pull", "NODE02"), ("EDGE02", "pull", "NODE02"),
-    ("EDGE03", "pull", "NODE01"), ("EDGE04", "pull", "NODE01"),
-}  # fmt: skip
 
 
 def snapshot(farm, name):

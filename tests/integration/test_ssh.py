@@ -1,59 +1,26 @@
 """Push and pull over a real sshd on loopback, the caller named by its key."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from farm import Farm
 
-from edgesync.localredis import free_port
-
-
-def keygen(path: Path) -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    return path.with_suffix(".pub").read_text().strip()
+from edgesync.localsshd import LocalSshd, keygen
 
 
 @pytest.fixture
 def sshd(tmp_path):
-    binary = shutil.which("sshd") or "/usr/sbin/sshd"
-    if not os.path.exists(binary):
-        pytest.fail("sshd is not installed: run the README's test command")
-    root = tmp_path / "sshd"
-    root.mkdir()
-    Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
-    host_pub = keygen(root / "host_ed25519")
-    port = free_port()
-    auth = root / "authorized_keys"
-    auth.write_text("")
-    (root / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root / 'host_ed25519'}\n"
-        f"AuthorizedKeysFile {auth}\nPidFile {root / 'sshd.pid'}\n"
-        "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
-        "PermitRootLogin prohibit-password\nStrictModes no\nLogLevel ERROR\n"
-    )
-    proc = subprocess.Popen([binary, "-D", "-e", "-f", str(root / "sshd_config")],
-                            stderr=subprocess.PIPE)  # fmt: skip
-    deadline = time.monotonic() + 10
-    import socket
-
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                pytest.fail(f"sshd did not start: {proc.stderr.read().decode()}")
-            time.sleep(0.05)
-    yield {"port": port, "authorized_keys": auth, "host_pub": host_pub}
-    proc.kill()
-    proc.wait()
+    try:
+        server = LocalSshd(tmp_path / "sshd").start()
+    except RuntimeError as exc:
+        pytest.fail(f"{exc}: run the README's test command")
+    yield server
+    server.stop()
 
 
 @pytest.fixture
@@ -64,16 +31,16 @@ def pair(tmp_path, redis_server, sshd):
                 {"MASTER01": ("master", None, ()), "EDGE01": ("edge", "a", ())})  # fmt: skip
     edge_dir = tmp_path / "edge01"
     edge_key = keygen(edge_dir / "id_ed25519")
-    (edge_dir / "known_hosts").write_text(f"[127.0.0.1]:{sshd['port']} {sshd['host_pub']}\n")
+    (edge_dir / "known_hosts").write_text(sshd.known_hosts_line())
     forced = (
         f"{sys.executable} -m edgesync --config {farm.config_path('MASTER01')} "
         "serve --stdio --peer EDGE01"
     )
-    sshd["authorized_keys"].write_text(f'restrict,command="{forced}",from="127.0.0.1" {edge_key}\n')
+    sshd.authorize(edge_key, forced)
     cfg = farm.config_path("EDGE01")
     cfg.write_text(cfg.read_text().replace(
-        'url = "local:master01.toml"', f'url = "ssh://root@127.0.0.1:{sshd["port"]}"'))  # fmt: skip
-    farm.ssh_port = sshd["port"]
+        'url = "local:master01.toml"', f'url = "ssh://root@127.0.0.1:{sshd.port}"'))  # fmt: skip
+    farm.ssh_port = sshd.port
     yield farm
     farm.close()
 

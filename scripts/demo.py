@@ -22,17 +22,33 @@ slug = ["section", "title"]
 """
 
 
-def node_config(name: str, role: str, farm: str | None, redis_url: str) -> Path:
+# name: (role, farm, trusted)
+FLEET = {
+    "MASTER01": ("master", None, []),
+    "NODE01": ("node", None, ["MASTER01", "EDGE01", "EDGE02"]),
+    "EDGE01": ("edge", "lon-a", []),
+    "EDGE02": ("edge", "lon-a", []),
+}
+
+
+def node_config(name: str, redis_url: str) -> Path:
+    role, farm, trusted = FLEET[name]
+    lines = ["[node]", f'name = "{name}"', 'location = "LON"', f'role = "{role}"',
+             f'data_dir = "{name.lower()}"', f'redis_url = "{redis_url}"']  # fmt: skip
+    if farm:
+        lines.append(f'farm = "{farm}"')
+    if trusted:
+        lines.append(f"trusted = {json.dumps(trusted)}")
+    for other, (orole, ofarm, _t) in FLEET.items():
+        if other != name:
+            lines += ["", f"[peers.{other}]", f'url = "local:{other.lower()}.toml"',
+                      f'role = "{orole}"'] + ([f'farm = "{ofarm}"'] if ofarm else [])  # fmt: skip
     path = ROOT / f"{name.lower()}.toml"
-    farm_line = f'farm = "{farm}"\n' if farm else ""
-    path.write_text(
-        f'[node]\nname = "{name}"\nlocation = "LON"\nrole = "{role}"\n{farm_line}'
-        f'data_dir = "{name.lower()}"\nredis_url = "{redis_url}"\n{TABLES}'
-    )
+    path.write_text("\n".join(lines) + "\n" + TABLES)
     return path
 
 
-def edgesync(config: Path, *args: str, show: bool = True) -> str:
+def edgesync(config: Path, *args: str, show: bool = True, expect: int = 0) -> str:
     cmd = ["edgesync", "--config", config.name, *args]
     if show:
         print("$ " + " ".join(a if " " not in a and "{" not in a else f"'{a}'" for a in cmd))
@@ -41,10 +57,10 @@ def edgesync(config: Path, *args: str, show: bool = True) -> str:
         capture_output=True,
         text=True,
     )
-    if res.returncode != 0:
-        sys.exit(f"demo: edgesync {' '.join(args)} failed: {res.stderr.strip()}")
+    if res.returncode != expect:
+        sys.exit(f"demo: edgesync {' '.join(args)} exited {res.returncode}: {res.stderr.strip()}")
     if show:
-        print(res.stdout.rstrip())
+        print((res.stdout + res.stderr).rstrip())
     return res.stdout
 
 
@@ -53,45 +69,41 @@ def main() -> None:
     ROOT.mkdir(parents=True)
     redis = LocalRedis(ROOT / "redis").start()
     try:
-        edge = node_config("EDGE01", "edge", "lon-a", redis.url)
-        master = node_config("MASTER01", "master", None, redis.url)
-        print(f"# demo in {ROOT}, redis on 127.0.0.1:{redis.port}\n")
-        edgesync(edge, "init")
-        edgesync(master, "init", show=False)
+        cfg = {name: node_config(name, redis.url) for name in FLEET}
+        print(f"# demo in {ROOT}: a master, a node and two edges of farm lon-a")
+        print(f"# (one private redis-server on 127.0.0.1:{redis.port})\n")
+        for name in FLEET:
+            edgesync(cfg[name], "init", show=False)
         made = []
-        for section, title in [
-            ("admin", "Example Page"),
-            ("news", "Ünïcödé Páge"),
-            ("news", "Edge servers cut latency"),
+        for edge, section, title in [
+            ("EDGE01", "admin", "Example Page"),
+            ("EDGE01", "news", "Ünïcödé Páge"),
+            ("EDGE02", "news", "Edge servers cut latency"),
         ]:
             data = json.dumps(
                 {"section": section, "title": title, "body": f"About {title}."}, ensure_ascii=False
             )
-            made.append(json.loads(edgesync(edge, "put", "pages", "--data", data)))
-        edgesync(edge, "get", "pages", "--slug", made[0]["slug"])
-        edgesync(edge, "status", "--json")
+            made.append(json.loads(edgesync(cfg[edge], "put", "pages", "--data", data)))
+        edgesync(cfg["EDGE01"], "get", "pages", "--slug", made[0]["slug"])
+        edgesync(cfg["EDGE01"], "status")
 
-        # Sync between agents arrives with `edgesync push/pull`; until then the
-        # master applies the edge's change log through the library call.
-        from edgesync.cli import open_store
+        print("\n# an edge may not push to the master: the topology refuses it")
+        edgesync(cfg["EDGE01"], "push", "MASTER01", expect=3)
 
-        class Args:
-            config = None
+        print("\n# the allowed path: edge -> farm peer, node pulls its edges, node -> master")
+        edgesync(cfg["EDGE01"], "push", "EDGE02")
+        edgesync(cfg["NODE01"], "pull", "EDGE02")
+        edgesync(cfg["NODE01"], "push", "MASTER01")
+        edgesync(cfg["NODE01"], "push", "EDGE01")
+        edgesync(cfg["MASTER01"], "get", "pages", made[2]["id"])
+        edgesync(cfg["MASTER01"], "status", "--json")
 
-        Args.config = str(edge)
-        e = open_store(Args)
-        Args.config = str(master)
-        m = open_store(Args)
-        batch = [json.loads(b) for _s, b, _o, _n in e.changes_after(0, 10_000)]
-        result = m.apply_changes(batch)
-        print(f"\n# master applied {result.applied} changes from EDGE01\n")
-        e.close()
-        m.close()
-        edgesync(master, "get", "pages", made[1]["id"])
-        d_edge = edgesync(edge, "digest").strip()
-        d_master = edgesync(master, "digest").strip()
-        print("\ndigests equal:", d_edge == d_master)
-        if d_edge != d_master:
+        print("\n# every node holds the same records:")
+        digests = {name: edgesync(cfg[name], "digest", show=False).strip() for name in FLEET}
+        for name, digest in digests.items():
+            print(f"  {name:9s} {digest}")
+        print("digests equal:", len(set(digests.values())) == 1)
+        if len(set(digests.values())) != 1:
             sys.exit(1)
     finally:
         redis.stop()

@@ -19,5 +19,6 @@ if [ "$rc" -eq 5 ]; then
 fi
 [ "$rc" -eq 0 ] || exit "$rc"
 
-echo "== benchmarks (quick; full figures: .venv/bin/python benchmarks/bench_store.py)"
+echo "== benchmarks (quick; full figures: run them without --quick)"
 .venv/bin/python benchmarks/bench_store.py --quick
+(cd benchmarks && ../.venv/bin/python bench_sync.py --quick)

@@ -1,0 +1,153 @@
+"""Sync benchmarks: changes moved edge -> master end to end, over local: and ssh.
+
+Run: python benchmarks/bench_sync.py [--quick]
+Prints its figures; it asserts nothing about speed.
+
+Edges may not push to a master (the topology forbids it), so "edge -> master"
+is the allowed path: the master pulls from the edge. An edge-to-edge push inside
+one farm is measured too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_store import make_batches
+
+from edgesync.config import load
+from edgesync.localredis import LocalRedis
+from edgesync.localsshd import LocalSshd, keygen
+from edgesync.outbox import Outbox
+from edgesync.store import Store
+from edgesync.sync import push_targets
+
+TABLES = '\n[tables.items]\ncolumns = ["section", "title", "body"]\n'
+
+
+def write_config(root: Path, name: str, role: str, farm: str | None, redis: str, peers: dict):
+    lines = ["[node]", f'name = "{name}"', 'location = "LON"', f'role = "{role}"',
+             f'data_dir = "{name.lower()}"', f'redis_url = "{redis}"']  # fmt: skip
+    if farm:
+        lines.append(f'farm = "{farm}"')
+    for peer, (url, prole, pfarm) in peers.items():
+        lines += [f"[peers.{peer}]", f'url = "{url}"', f'role = "{prole}"']
+        if pfarm:
+            lines.append(f'farm = "{pfarm}"')
+    path = root / f"{name.lower()}.toml"
+    path.write_text("\n".join(lines) + "\n" + TABLES)
+    return path
+
+
+def open_store(path: Path) -> Store:
+    cfg = load(path)
+    store = Store(cfg, Outbox(cfg.redis_url, cfg.name))
+    store.push_targets = push_targets(cfg)
+    store.init()
+    return store
+
+
+def fill(store: Store, total: int) -> float:
+    """Give the edge ``total`` changes (made at another edge, now held here)."""
+    spent = 0.0
+    for batch in make_batches(total // 1000, 1000, origin="EDGE09"):
+        start = time.perf_counter()  # time the store, not the making of test data
+        store.apply_changes(batch)
+        spent += time.perf_counter() - start
+    start = time.perf_counter()
+    store.flush()
+    return total / (spent + time.perf_counter() - start)
+
+
+def run_cli(config: Path, *args: str) -> tuple[dict, float]:
+    start = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "edgesync", "--config", str(config), *args, "--json"],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode != 0:
+        sys.exit(f"bench: {' '.join(args)} failed: {out.stderr.strip()}")
+    return json.loads(out.stdout), time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="smaller runs (for CI)")
+    args = ap.parse_args()
+    total = 10_000 if args.quick else 100_000
+    big = 100_000 if args.quick else 1_000_000
+    with tempfile.TemporaryDirectory(prefix="edgesync-bench-") as tmp:
+        root = Path(tmp)
+        redis = LocalRedis(root / "redis").start()
+        sshd = LocalSshd(root / "sshd").start()
+        try:
+            url = redis.url
+            e1 = write_config(root, "EDGE01", "edge", "a", url, {
+                "EDGE02": ("local:edge02.toml", "edge", "a"),
+                "MASTER01": ("local:master01.toml", "master", None),
+            })  # fmt: skip
+            write_config(root, "EDGE02", "edge", "a", url,
+                         {"EDGE01": ("local:edge01.toml", "edge", "a")})  # fmt: skip
+            m = write_config(root, "MASTER01", "master", None, url,
+                             {"EDGE01": ("local:edge01.toml", "edge", "a")})  # fmt: skip
+            ssh_url = f"ssh://root@127.0.0.1:{sshd.port}"
+            m2 = write_config(root, "MASTER02", "master", None, url,
+                              {"EDGE01": (ssh_url, "edge", "a")})  # fmt: skip
+            # MASTER02 reaches EDGE01 over ssh; the edge's key entry serves MASTER02.
+            key = keygen(root / "master02" / "id_ed25519")
+            (root / "master02" / "known_hosts").write_text(sshd.known_hosts_line())
+            sshd.authorize(key, f"{sys.executable} -m edgesync --config {e1} serve --stdio "
+                                "--peer MASTER02")  # fmt: skip
+            e1_text = e1.read_text().replace(
+                "[tables.items]", '[peers.MASTER02]\nurl = "local:master02.toml"\n'
+                'role = "master"\n\n[tables.items]')  # fmt: skip
+            e1.write_text(e1_text)
+
+            edge_store = open_store(e1)
+            for path in (root / "edge02.toml", m, m2):
+                open_store(path).close()
+            raw = fill(edge_store, total)
+            print(f"edgesync sync benchmark ({total:,} changes, 200-byte bodies)")
+            print(f"  store apply rate (this run, in-process, no protocol): {raw:,.0f} changes/s")
+            for label, config, action, peer in [
+                ("master pulls from edge over local:", m, "pull", "EDGE01"),
+                ("edge pushes to farm peer over local:", e1, "push", "EDGE02"),
+                ("master pulls from edge over ssh:", m2, "pull", "EDGE01"),
+            ]:
+                report, seconds = run_cli(config, action, peer)
+                moved = report["applied"]
+                rate = moved / seconds
+                print(f"  {label:40s} {moved:>9,} changes  {rate:>9,.0f} changes/s end to end"
+                      f"  ratio to store apply {rate / raw:.2f}")  # fmt: skip
+            edge_store.close()
+
+            # Peak RSS of a big sync: a fresh pair, the puller and its serve child.
+            r2 = root / "rss"
+            r2.mkdir()
+            src = write_config(r2, "EDGE05", "edge", "c", url,
+                               {"MASTER03": ("local:master03.toml", "master", None)})  # fmt: skip
+            dst = write_config(r2, "MASTER03", "master", None, url,
+                               {"EDGE05": ("local:edge05.toml", "edge", "c")})  # fmt: skip
+            s = open_store(src)
+            fill(s, big)
+            s.close()
+            open_store(dst).close()
+            report, seconds = run_cli(dst, "pull", "EDGE05")
+            rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            print(f"  {big:,}-change pull: {report['applied']:,} applied in {seconds:.0f} s "
+                  f"({report['applied'] / seconds:,.0f} changes/s); peak RSS of the largest "
+                  f"process (puller or its serve child): {rss:.0f} MB")  # fmt: skip
+        finally:
+            sshd.stop()
+            redis.stop()
+
+
+if __name__ == "__main__":
+    main()

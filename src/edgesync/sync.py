@@ -54,6 +54,21 @@ def _origin_seq(body: str) -> tuple[str, int]:
     return change["o"], change["n"]
 
 
+def _wanted(held: dict, origin: str, n: int) -> bool:
+    """Does the receiver, holding ``held``, lack change ``origin``:``n``?
+
+    ``held`` is the contiguous high mark per origin; it moves on only by one,
+    so a change logged out of order here (possible when batches arrived out
+    of order) is still sent after a later one from the same origin.
+    """
+    mark = held.get(origin, 0)
+    if n <= mark:
+        return False
+    if n == mark + 1:
+        held[origin] = n
+    return True
+
+
 # -- the caller -----------------------------------------------------------
 
 
@@ -138,9 +153,8 @@ def _push(store: Store, peer: str, conn: Connection, held: dict, report: dict) -
     for rows, last, _ids, feed in _batches(store, peer, cursor):
         bodies = []
         for _seq, body, origin, n in rows:
-            if n > held.get(origin, 0):
+            if _wanted(held, origin, n):
                 bodies.append(body)
-                held[origin] = n
         if bodies:
             write_frame(conn.writer, batch_frame(bodies, last))
             ack = read_frame(conn.reader, ("ack",))
@@ -262,9 +276,8 @@ def _send(store: Store, peer: str, hello: dict, inp: BinaryIO, out: BinaryIO) ->
         bodies, size = [], 0
         for s, body, origin, n in rows:
             seq = s
-            if n > held.get(origin, 0):
+            if _wanted(held, origin, n):
                 bodies.append(body)
-                held[origin] = n
                 size += len(body)
                 if size > MAX_BATCH_BYTES:
                     break

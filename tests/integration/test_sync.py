@@ -243,3 +243,17 @@ def _kill_serve_child(parent: int) -> bool:
             os.kill(int(pid), signal.SIGKILL)
             return True
     return False
+
+
+def test_changes_logged_out_of_order_are_still_all_pushed(farm):
+    for i in range(4):
+        farm.put("EDGE03", title=f"p{i}")
+    log = [json.loads(b) for _s, b, _o, _n in farm.store("EDGE03").changes_after(0, 10)]
+    # EDGE04 got EDGE03's changes out of order (3, 4, then 1, 2), as a library
+    # caller may deliver them; it forwards them all to NODE02 all the same.
+    farm.store("EDGE04").apply_changes([log[2], log[3]])
+    farm.store("EDGE04").apply_changes([log[0], log[1]])
+    report = farm.sync("NODE02", "pull", "EDGE04")
+    assert report["applied"] == 4
+    assert farm.store("NODE02").held() == {"EDGE03": 4}
+    assert farm.store("NODE02").digest() == farm.store("EDGE03").digest()

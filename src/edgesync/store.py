@@ -102,7 +102,13 @@ class Store:
                 "CREATE TABLE IF NOT EXISTS _changes(seq INTEGER PRIMARY KEY,"
                 " origin TEXT NOT NULL, origin_seq INTEGER NOT NULL, body TEXT NOT NULL)"
             )
-            ex("CREATE UNIQUE INDEX IF NOT EXISTS _changes_origin ON _changes(origin, origin_seq)")
+            # Changes logged ahead of their origin's held mark (they arrived out of
+            # order); with _origins this is all duplicate detection needs, so the
+            # log itself carries no index but its seq.
+            ex(
+                "CREATE TABLE IF NOT EXISTS _early(origin TEXT NOT NULL,"
+                " origin_seq INTEGER NOT NULL, PRIMARY KEY (origin, origin_seq)) WITHOUT ROWID"
+            )
             ex(
                 "CREATE TABLE IF NOT EXISTS _origins(origin TEXT PRIMARY KEY,"
                 " held INTEGER NOT NULL) WITHOUT ROWID"
@@ -300,13 +306,17 @@ class Store:
                 self._unpublished.append((cur.lastrowid, body))
         else:
             held = self.held()
-            # Changes at or below an origin's held mark are certainly here already.
-            fresh = [ch for ch in batch if ch["n"] > held.get(ch["o"], 0)]
-            result.skipped = len(batch) - len(fresh)
-            if not fresh:
-                return result
-            new = self._log(fresh)
-            result.skipped += len(fresh) - len(new)
+            new, marks = self._dedupe(batch, held)
+            result.skipped = len(batch) - len(new)
+            if new:
+                self._log(new)
+            for origin, mark in marks.items():
+                if mark != held.get(origin, 0) and origin != self.config.name:
+                    self.db.execute(
+                        "INSERT INTO _origins(origin, held) VALUES (?, ?)"
+                        " ON CONFLICT(origin) DO UPDATE SET held = excluded.held",
+                        (origin, mark),
+                    )
         result.applied = len(new)
         if not new:
             return result
@@ -318,7 +328,6 @@ class Store:
             touched.setdefault(ch["o"], set()).add(ch["n"])
         for table, chs in by_table.items():
             result.conflicts += self._upsert(self.config.tables[table], chs, local)
-        self._advance_origins(touched, held)
         own = touched.get(self.config.name)
         if own and not local:
             # Our own changes came back (say, after this database was restored
@@ -326,36 +335,67 @@ class Store:
             self.db.execute("UPDATE _clock SET own_seq = max(own_seq, ?)", (max(own),))
         return result
 
-    def _log(self, fresh: list[dict]) -> list[dict]:
-        """Append changes to the log; returns those that were not there yet.
+    def _dedupe(self, batch: list[dict], held: dict[str, int]) -> tuple[list, dict]:
+        """The changes of ``batch`` not held here yet, and each origin's new held mark.
 
-        The common case (every change new) is one executemany; the log's
-        INTEGER PRIMARY KEY then numbers them consecutively inside our
-        exclusive transaction. Otherwise it falls back to one insert each.
+        A change at or below its origin's mark is held. One just above moves
+        the mark (and past any early arrivals it joins up with). One further
+        ahead is new unless recorded in _early, where it is then recorded.
         """
-        bodies = [encode(ch) for ch in fresh]
-        first = self.max_seq() + 1
-        self.db.execute("SAVEPOINT log")
-        cur = self.db.executemany(
-            "INSERT OR IGNORE INTO _changes(origin, origin_seq, body) VALUES (?, ?, ?)",
-            [(ch["o"], ch["n"], body) for ch, body in zip(fresh, bodies, strict=True)],
-        )
-        if cur.rowcount == len(fresh):
-            self.db.execute("RELEASE log")
-            self._unpublished.extend(zip(range(first, first + len(fresh)), bodies, strict=True))
-            return fresh
-        self.db.execute("ROLLBACK TO log")
-        self.db.execute("RELEASE log")
+        marks: dict[str, int] = {}
+        has_early: dict[str, bool] = {}
+        early_here: set[tuple[str, int]] = set()
         new = []
-        for ch, body in zip(fresh, bodies, strict=True):
-            cur = self.db.execute(
-                "INSERT OR IGNORE INTO _changes(origin, origin_seq, body) VALUES (?, ?, ?)",
-                (ch["o"], ch["n"], body),
-            )
-            if cur.rowcount:
+        ex = self.db.execute
+        for ch in batch:
+            origin, n = ch["o"], ch["n"]
+            mark = marks.get(origin)
+            if mark is None:
+                mark = marks[origin] = held.get(origin, 0)
+                has_early[origin] = bool(
+                    ex("SELECT 1 FROM _early WHERE origin = ? LIMIT 1", (origin,)).fetchone()
+                )
+            if n <= mark:
+                continue
+            if n == mark + 1:
                 new.append(ch)
-                self._unpublished.append((cur.lastrowid, body))
-        return new
+                mark = n
+                while has_early[origin] or early_here:
+                    nxt = (origin, mark + 1)
+                    if nxt in early_here:
+                        early_here.discard(nxt)
+                    elif not (
+                        has_early[origin]
+                        and ex(
+                            "DELETE FROM _early WHERE origin = ? AND origin_seq = ?", nxt
+                        ).rowcount
+                    ):
+                        break
+                    mark += 1
+                marks[origin] = mark
+                continue
+            key = (origin, n)
+            if key in early_here or (
+                has_early[origin]
+                and ex("SELECT 1 FROM _early WHERE origin = ? AND origin_seq = ?", key).fetchone()
+            ):
+                continue
+            early_here.add(key)
+            new.append(ch)
+        if early_here:
+            self.db.executemany("INSERT INTO _early VALUES (?, ?)", sorted(early_here))
+        return new, marks
+
+    def _log(self, new: list[dict]) -> None:
+        """Append changes to the log; seqs follow on from the last one, as the
+        log's INTEGER PRIMARY KEY numbers them inside our exclusive transaction."""
+        bodies = [encode(ch) for ch in new]
+        first = self.max_seq() + 1
+        self.db.executemany(
+            "INSERT INTO _changes(origin, origin_seq, body) VALUES (?, ?, ?)",
+            [(ch["o"], ch["n"], body) for ch, body in zip(new, bodies, strict=True)],
+        )
+        self._unpublished.extend(zip(range(first, first + len(new)), bodies, strict=True))
 
     def _upsert(self, spec: TableSpec, chs: list[dict], local: bool) -> int:
         sql = self._sql[spec.name]
@@ -437,31 +477,6 @@ class Store:
                     self.db.execute(f"UPDATE {t} SET slug = ? WHERE id = ?", (fb, rid))
             if members and members[0][1] != want:
                 self.db.execute(f"UPDATE {t} SET slug = ? WHERE id = ?", (want, members[0][0]))
-
-    def _advance_origins(self, touched: dict[str, set[int]], held: dict[str, int]) -> None:
-        """Move each origin's ``held`` mark over every contiguous change now held,
-        so a peer can be told "I hold everything from O up to N"."""
-        for origin, seqs in touched.items():
-            if origin == self.config.name:
-                continue  # derived from _clock.own_seq
-            start = mark = held.get(origin, 0)
-            while True:
-                if mark + 1 in seqs:
-                    mark += 1
-                    continue
-                # Changes that arrived out of order in earlier batches.
-                if self.db.execute(
-                    "SELECT 1 FROM _changes WHERE origin = ? AND origin_seq = ?", (origin, mark + 1)
-                ).fetchone():
-                    mark += 1
-                    continue
-                break
-            if mark != start:
-                self.db.execute(
-                    "INSERT INTO _origins(origin, held) VALUES (?, ?)"
-                    " ON CONFLICT(origin) DO UPDATE SET held = excluded.held",
-                    (origin, mark),
-                )
 
     # -- reads --------------------------------------------------------------
 

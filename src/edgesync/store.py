@@ -602,8 +602,17 @@ class Store:
         if self.outbox is None or not entries:
             return
         self._check_publisher()
-        if self._outbox_checked:
+        if self._outbox_checked and len(entries) < 100:
             self._publisher.submit(entries)
+            return
+        if self._outbox_checked:
+            # A whole batch is one stream entry: send it now rather than have
+            # the publisher thread pack it while this one applies the next.
+            self._publisher.flush()
+            try:
+                self.outbox.publish(entries)
+            except self.outbox.Unavailable as exc:
+                self._outbox_down(entries[0][0], str(exc))
             return
         if time.monotonic() < self._retry_at:
             return  # down a moment ago; the gap recorded then covers these

@@ -103,9 +103,13 @@ def cmd_sync(args) -> int:
 
     store = open_store(args)
     store.check_schema()
-    report = sync(store, args.peer, args.command)
+    report = sync(store, args.peer, args.command, dry_run=args.dry_run)
     if args.json:
         _print(report)
+    elif args.dry_run:
+        n = report.get("would_send", report.get("would_receive", 0))
+        verb = "send" if args.command == "push" else "receive"
+        print(f"{args.command} {args.peer}: would {verb} {n}")
     else:
         print(
             f"{args.command} {args.peer}: sent {report['sent']}, received {report['received']}, "
@@ -168,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
         s = sub.add_parser(action, help=text)
         s.add_argument("peer")
         s.add_argument("--json", action="store_true")
+        s.add_argument("--dry-run", action="store_true", help="count what would move; move nothing")
         s.set_defaults(fn=cmd_sync)
 
     s = sub.add_parser("serve", help="the receiving side of a sync session, on stdin/stdout")

@@ -72,8 +72,12 @@ def _wanted(held: dict, origin: str, n: int) -> bool:
 # -- the caller -----------------------------------------------------------
 
 
-def sync(store: Store, peer_name: str, action: str) -> dict:
-    """Run one push or pull session with ``peer_name``; returns its report."""
+def sync(store: Store, peer_name: str, action: str, dry_run: bool = False) -> dict:
+    """Run one push or pull session with ``peer_name``; returns its report.
+
+    ``dry_run`` does the handshake and counts what would move (``would_send``
+    or ``would_receive``) without sending a change or moving a cursor.
+    """
     config = store.config
     started = time.monotonic()
     target = _party(config, peer_name)
@@ -91,6 +95,7 @@ def sync(store: Store, peer_name: str, action: str) -> dict:
         if action == "pull":
             hello["held"] = store.held()
             hello["cursor"] = store.cursor(peer_name, "pull")
+            hello["dry_run"] = dry_run
         write_frame(conn.writer, hello)
         reply = read_frame(conn.reader, ("welcome", "refused"))
         if reply["t"] == "refused":
@@ -105,8 +110,17 @@ def sync(store: Store, peer_name: str, action: str) -> dict:
                 f"refused: {peer_name}'s clock is {skew} ms ahead of ours "
                 f"(max_clock_skew_ms is {config.max_clock_skew_ms})"
             )
-        if action == "push":
+        if dry_run:
+            report["dry_run"] = True
+        if action == "push" and dry_run:
+            report["would_send"] = _count_unheld(store, peer_name, reply.get("held") or {})
+            write_frame(conn.writer, {"t": "done"})
+            read_frame(conn.reader, ("bye",))
+        elif action == "push":
             _push(store, peer_name, conn, reply.get("held") or {}, report)
+        elif dry_run:
+            done = read_frame(conn.reader, ("done",))
+            report["would_receive"] = int(done.get("count", 0))
         else:
             _pull(store, peer_name, conn, report)
     except (BrokenPipeError, ConnectionResetError, ProtocolError) as exc:
@@ -146,6 +160,15 @@ def _batches(store: Store, peer: str, cursor: int):
         rows = rows[:cut]
         yield rows, rows[-1][0], entry_ids, feed
         cursor = rows[-1][0]
+
+
+def _count_unheld(store: Store, peer: str, held: dict) -> int:
+    """How many changes after the push cursor the receiver lacks (reads only)."""
+    count, seq = 0, store.cursor(peer, "push")
+    while rows := store.changes_after(seq, 10_000):
+        for seq, _body, origin, n in rows:  # noqa: B007 (seq carries on)
+            count += _wanted(held, origin, n)
+    return count
 
 
 def _push(store: Store, peer: str, conn: Connection, held: dict, report: dict) -> None:
@@ -267,6 +290,13 @@ def _send(store: Store, peer: str, hello: dict, inp: BinaryIO, out: BinaryIO) ->
     cursor = hello.get("cursor")
     if not isinstance(held, dict) or not isinstance(cursor, int):
         raise ProtocolError("malformed frame: pull hello without held and cursor")
+    if hello.get("dry_run"):
+        count, seq = 0, cursor
+        while rows := store.changes_after(seq, 10_000):
+            for seq, _body, origin, n in rows:  # noqa: B007 (seq carries on)
+                count += _wanted(held, origin, n)
+        write_frame(out, {"t": "done", "count": count})
+        return
     seq = cursor
     limit = store.config.batch_size
     while True:

@@ -257,3 +257,17 @@ def test_changes_logged_out_of_order_are_still_all_pushed(farm):
     assert report["applied"] == 4
     assert farm.store("NODE02").held() == {"EDGE03": 4}
     assert farm.store("NODE02").digest() == farm.store("EDGE03").digest()
+
+
+def test_a_dry_run_counts_what_would_move_and_moves_nothing(farm):
+    for i in range(3):
+        farm.put("EDGE01", title=f"p{i}")
+    res = farm.cli("EDGE01", "push", "EDGE02", "--dry-run", "--json")
+    assert json.loads(res.stdout)["would_send"] == 3
+    res = farm.cli("NODE01", "pull", "EDGE01", "--dry-run", "--json")
+    assert json.loads(res.stdout)["would_receive"] == 3
+    assert farm.store("EDGE02").rows("pages") == farm.store("NODE01").rows("pages") == 0
+    assert farm.store("EDGE01").cursor("EDGE02", "push") == 0
+    farm.sync("NODE01", "pull", "EDGE01")
+    res = farm.cli("NODE01", "pull", "EDGE01", "--dry-run", "--json")
+    assert json.loads(res.stdout)["would_receive"] == 0

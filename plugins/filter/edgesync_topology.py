@@ -64,7 +64,7 @@ def edgesync_links(fleet: list[dict]) -> list[dict]:
             elif target["role"] == "master":
                 stages[2].append(_link(node, "push", target))
                 stages[3].append(_link(node, "pull", target))
-    return [link for stage in stages for link in stage]
+    return [dict(link, stage=k) for k, stage in enumerate(stages) for link in stage]
 
 
 def _link(initiator: dict, action: str, target: dict) -> dict:

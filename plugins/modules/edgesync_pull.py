@@ -1,0 +1,70 @@
+#!/usr/bin/python
+"""Ansible module: pull a peer's changes with the edgesync agent."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: edgesync_pull
+short_description: Pull the changes of a peer this node lacks
+description:
+  - Runs C(edgesync pull PEER) on the host. The agent fetches the peer's changes
+    this node does not hold yet and enforces the farm topology on both sides.
+  - A pull the topology forbids fails the task with the agent's C(refused:) message.
+options:
+  peer:
+    description: Name of the peer (a C([peers.NAME]) entry of the agent's config).
+    type: str
+    required: true
+  config:
+    description: The agent's config file.
+    type: path
+    default: /etc/edgesync/edgesync.toml
+  agent:
+    description: The agent's command.
+    type: path
+    default: /opt/edgesync/current/bin/edgesync
+  user:
+    description: Run the agent as this user (empty to run as the connecting user).
+    type: str
+    default: edgesync
+attributes:
+  check_mode:
+    support: full
+    description: Counts what would be received (C(would_receive)) and moves nothing.
+  diff_mode:
+    support: none
+author: edgesync
+"""
+
+EXAMPLES = r"""
+- name: Pull from an edge this node trusts
+  edgesync_pull:
+    peer: EDGE01
+"""
+
+RETURN = r"""
+peer: {description: The peer, returned: success, type: str}
+direction: {description: Always C(pull), returned: success, type: str}
+received: {description: Changes received, returned: success, type: int}
+applied: {description: Changes applied here (the task is changed when above 0), returned: success, type: int}
+conflicts: {description: Changes that lost a column to a newer one, returned: success, type: int}
+duration_ms: {description: Session length, returned: success, type: float}
+would_receive: {description: In check mode, changes that would be received, returned: check mode, type: int}
+refused: {description: The topology refused the pull, returned: failure, type: bool}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.edgesync_agent import COMMON_ARGS, run_sync
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(peer=dict(type="str", required=True), **COMMON_ARGS),
+        supports_check_mode=True,
+    )
+    run_sync(module, "pull")
+
+
+if __name__ == "__main__":
+    main()

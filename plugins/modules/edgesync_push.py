@@ -1,0 +1,70 @@
+#!/usr/bin/python
+"""Ansible module: push this node's changes to a peer with the edgesync agent."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: edgesync_push
+short_description: Push this node's changes to a peer
+description:
+  - Runs C(edgesync push PEER) on the host. The agent sends the changes the peer
+    does not hold yet and enforces the farm topology on both sides.
+  - A push the topology forbids fails the task with the agent's C(refused:) message.
+options:
+  peer:
+    description: Name of the peer (a C([peers.NAME]) entry of the agent's config).
+    type: str
+    required: true
+  config:
+    description: The agent's config file.
+    type: path
+    default: /etc/edgesync/edgesync.toml
+  agent:
+    description: The agent's command.
+    type: path
+    default: /opt/edgesync/current/bin/edgesync
+  user:
+    description: Run the agent as this user (empty to run as the connecting user).
+    type: str
+    default: edgesync
+attributes:
+  check_mode:
+    support: full
+    description: Counts what would be sent (C(would_send)) and sends nothing.
+  diff_mode:
+    support: none
+author: edgesync
+"""
+
+EXAMPLES = r"""
+- name: Push to the other edge of this farm
+  edgesync_push:
+    peer: EDGE02
+"""
+
+RETURN = r"""
+peer: {description: The peer, returned: success, type: str}
+direction: {description: Always C(push), returned: success, type: str}
+sent: {description: Changes sent, returned: success, type: int}
+applied: {description: Changes the peer applied (the task is changed when above 0), returned: success, type: int}
+conflicts: {description: Changes that lost a column to a newer one, returned: success, type: int}
+duration_ms: {description: Session length, returned: success, type: float}
+would_send: {description: In check mode, changes that would be sent, returned: check mode, type: int}
+refused: {description: The topology refused the push, returned: failure, type: bool}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.edgesync_agent import COMMON_ARGS, run_sync
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(peer=dict(type="str", required=True), **COMMON_ARGS),
+        supports_check_mode=True,
+    )
+    run_sync(module, "push")
+
+
+if __name__ == "__main__":
+    main()

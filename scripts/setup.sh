@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Installs what edgesync needs on a Debian 12 machine (run as root), idempotently:
-# Debian packages, then a virtualenv in .venv with edgesync and its test tools.
+# Debian packages, a virtualenv in .venv with edgesync, Ansible and the test
+# tools, then a running Docker engine and LXD (an existing installation and its
+# own containers are left as they are).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in redis-server openssh-server openssh-client sqlite3 python3-venv; do
+for pkg in redis-server openssh-server openssh-client sqlite3 python3-venv \
+    docker.io lxd mmdebstrap dnsmasq-base iptables; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then
     echo "setup: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    # policy-rc.d stops the packages from starting system-wide daemons we don't use:
-    # edgesync's demo and tests run their own redis-server and sshd on loopback.
+    # policy-rc.d keeps the packages from starting system-wide daemons here; the
+    # demo and tests start the ones they need themselves.
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     rm -f /usr/sbin/policy-rc.d
@@ -22,9 +25,40 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import edgesync, pytest, hypothesis' 2>/dev/null \
+if ! .venv/bin/python -c 'import edgesync, pytest, hypothesis, ansible_runner' 2>/dev/null \
     || [ pyproject.toml -nt .venv/.installed ]; then
     .venv/bin/pip install -q --upgrade pip
-    .venv/bin/pip install -q -e '.[test]'
+    .venv/bin/pip install -q -e '.[test,fleet]'
     touch .venv/.installed
+fi
+
+# Docker: start the engine unless one answers already.
+if ! docker info >/dev/null 2>&1; then
+    if [ -d /run/systemd/system ]; then
+        systemctl start docker
+    else
+        mkdir -p /var/log/edgesync
+        nohup dockerd >/var/log/edgesync/dockerd.log 2>&1 &
+    fi
+    for _ in $(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+    docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start" >&2; exit 1; }
+fi
+
+# LXD: start the daemon unless it answers; give it a storage pool of ours if it
+# has none (lxd init --auto cannot pick a subnet here, so no default network).
+if ! lxc info >/dev/null 2>&1; then
+    if [ -d /run/systemd/system ]; then
+        systemctl start lxd
+    else
+        mkdir -p /var/log/edgesync
+        nohup lxd --group root --logfile /var/log/edgesync/lxd.log >/dev/null 2>&1 &
+    fi
+    lxd waitready --timeout 60
+fi
+if ! lxc storage list --format csv | grep -q .; then
+    lxd init --preseed <<'PRESEED'
+storage_pools:
+- name: edgesync
+  driver: dir
+PRESEED
 fi

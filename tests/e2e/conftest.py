@@ -1,0 +1,113 @@
+"""The local fleet (inventory/local) on real LXD and Docker, driven through ansible-runner."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import ansible_runner
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT = "edgesync"
+
+
+class Fleet:
+    """Runs the project's playbooks and modules and reads the hosts' agents."""
+
+    def __init__(self, workdir: Path, inventory: Path):
+        self.workdir = workdir
+        self.inventory = inventory
+        self.hosts = _inventory_hosts(inventory)
+
+    def _run(self, **kwargs) -> ansible_runner.Runner:
+        private = self.workdir / f"run-{time.monotonic_ns()}"
+        private.mkdir(parents=True)
+        return ansible_runner.run(
+            private_data_dir=str(private),
+            project_dir=str(REPO),
+            inventory=str(kwargs.pop("inventory", self.inventory)),
+            # The ansible-* commands of the Python running the tests.
+            envvars={
+                "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+            },  # fmt: skip
+            quiet=True,
+            **kwargs,
+        )
+
+    def playbook(self, name: str, **kwargs) -> ansible_runner.Runner:
+        started = time.monotonic()
+        runner = self._run(playbook=str(REPO / "playbooks" / name), **kwargs)
+        runner.wall_seconds = time.monotonic() - started
+        return runner
+
+    def module(self, hosts: str, module: str, args: str = "") -> ansible_runner.Runner:
+        return self._run(host_pattern=hosts, module=module, module_args=args)
+
+    def agent(self, host: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run the agent on a host as its own user, as an operator would."""
+        cmd = ["runuser", "-u", "edgesync", "--", "edgesync", "--config",
+               "/etc/edgesync/edgesync.toml", *args]  # fmt: skip
+        provider = self.hosts[host]["edgesync_provider"]
+        name = f"edgesync-{host}"
+        if provider == "lxd":
+            argv = ["lxc", "exec", name, "--project", PROJECT, "--", *cmd]
+        else:
+            argv = ["docker", "exec", name, *cmd]
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        if check and res.returncode != 0:
+            raise AssertionError(f"{host}: {' '.join(args)}: {res.stderr}")
+        return res
+
+    def agent_json(self, host: str, *args: str):
+        return json.loads(self.agent(host, *args).stdout)
+
+
+def _inventory_hosts(inventory: Path) -> dict[str, dict]:
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(inventory), "--list"],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    )  # fmt: skip
+    data = json.loads(out.stdout)
+    return data["_meta"]["hostvars"]
+
+
+def failures(runner) -> list[str]:
+    """Each failed task as 'host: task: message', from the runner's events."""
+    out = []
+    for ev in runner.events:
+        if ev.get("event") in (
+            "runner_on_failed",
+            "runner_on_unreachable",
+            "runner_item_on_failed",
+        ):
+            data = ev["event_data"]
+            if data.get("ignore_errors"):
+                continue
+            msg = (data.get("res") or {}).get("msg", "")
+            out.append(f"{data.get('host')}: {data.get('task')}: {str(msg)[:300]}")
+    return out
+
+
+def host_seconds(runner) -> dict[str, float]:
+    """Seconds spent in tasks per host, from the runner's events."""
+    totals: dict[str, float] = {}
+    for ev in runner.events:
+        if ev.get("event") in ("runner_on_ok", "runner_on_failed", "runner_on_skipped"):
+            data = ev["event_data"]
+            totals[data["host"]] = totals.get(data["host"], 0.0) + float(data.get("duration") or 0)
+    return dict(sorted(totals.items()))
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory):
+    for tool in ("lxc", "docker", "mmdebstrap"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} is not installed: run the README's test command")
+    return Fleet(tmp_path_factory.mktemp("fleet"), REPO / "inventory" / "local")

@@ -1,0 +1,78 @@
+"""The Ansible modules, run in-process against real agents of a local farm."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from ansible.module_utils.testing import patch_module_args
+from farm import SEVEN, Farm
+
+PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_load("ansible.module_utils.edgesync_agent", PLUGINS / "module_utils" / "edgesync_agent.py")
+push = _load("edgesync_push", PLUGINS / "modules" / "edgesync_push.py")
+pull = _load("edgesync_pull", PLUGINS / "modules" / "edgesync_pull.py")
+info = _load("edgesync_info", PLUGINS / "modules" / "edgesync_info.py")
+
+
+@pytest.fixture
+def farm(tmp_path, redis_server):
+    redis_server.client().flushall()
+    f = Farm(tmp_path, redis_server.url, SEVEN)
+    yield f
+    f.close()
+
+
+def run(module, capsys, farm, node, check=False, **args):
+    agent = str(Path(sys.executable).parent / "edgesync")
+    params = {"config": str(farm.config_path(node)), "agent": agent, "user": "",
+              "_ansible_check_mode": check, **args}  # fmt: skip
+    with patch_module_args(params), pytest.raises(SystemExit) as done:
+        module.main()
+    result = json.loads(capsys.readouterr().out)
+    return done.value.code, result
+
+
+def test_push_is_changed_only_when_something_was_applied(farm, capsys):
+    farm.put("EDGE01", title="one")
+    rc, first = run(push, capsys, farm, "EDGE01", peer="EDGE02")
+    assert rc == 0 and first["changed"] and first["applied"] == 1
+    rc, second = run(push, capsys, farm, "EDGE01", peer="EDGE02")
+    assert rc == 0 and not second["changed"] and second["applied"] == 0
+
+
+def test_pull_in_check_mode_reports_and_moves_nothing(farm, capsys):
+    farm.put("EDGE01", title="one")
+    farm.put("EDGE01", title="two")
+    rc, dry = run(pull, capsys, farm, "NODE01", check=True, peer="EDGE01")
+    assert rc == 0 and dry["changed"] and dry["would_receive"] == 2
+    assert farm.store("NODE01").rows("pages") == 0
+    rc, real = run(pull, capsys, farm, "NODE01", peer="EDGE01")
+    assert real["changed"] and real["applied"] == 2
+
+
+def test_a_refusal_fails_the_task_with_the_agents_message(farm, capsys):
+    farm.put("EDGE01", title="one")
+    rc, res = run(push, capsys, farm, "EDGE01", peer="MASTER01")
+    assert rc == 1 and res["failed"] and res["refused"]
+    assert res["msg"].startswith("refused: edges push only to edges of their own farm")
+    assert farm.store("MASTER01").rows("pages") == 0
+
+
+def test_info_reports_status_and_digest(farm, capsys):
+    farm.put("EDGE01", title="one")
+    rc, res = run(info, capsys, farm, "EDGE01")
+    assert rc == 0 and not res["changed"]
+    assert res["status"]["node"] == "EDGE01" and res["status"]["rows"] == {"pages": 1}
+    assert res["digest"] == farm.store("EDGE01").digest()

@@ -1,0 +1,95 @@
+"""The Ansible topology filters: the inventory seen through the agent's policy."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "filter"))
+
+from edgesync_topology import (
+    edgesync_callers,
+    edgesync_fleet,
+    edgesync_links,
+    edgesync_peers,
+    edgesync_topology_errors,
+)
+
+
+def host(inv, name, role, farm=None, trusted=(), provider="lxd", groups=None, **extra):
+    group = {"master": "masters", "node": "nodes", "edge": "edges"}.get(role, "ungrouped")
+    return inv, {
+        "edgesync_name": name, "edgesync_location": "LON", "edgesync_role": role,
+        "edgesync_farm": farm, "edgesync_trusted": list(trusted), "edgesync_provider": provider,
+        "group_names": groups if groups is not None else [group], **extra,
+    }  # fmt: skip
+
+
+GOOD = dict([
+    host("master01", "MASTER01", "master"),
+    host("node01", "NODE01", "node", trusted=["MASTER01", "EDGE01", "EDGE02"], provider="docker"),
+    host("edge01", "EDGE01", "edge", farm="lon-a"),
+    host("edge02", "EDGE02", "edge", farm="lon-a", provider="docker"),
+    host("edge03", "EDGE03", "edge", farm="lon-b"),
+])  # fmt: skip
+
+
+def fleet_of(hostvars):
+    return edgesync_fleet(hostvars, list(hostvars))
+
+
+def test_a_good_fleet_has_no_errors_and_links_in_topology_order():
+    fleet = fleet_of(GOOD)
+    assert edgesync_topology_errors(fleet) == []
+    links = [(lk["initiator"], lk["action"], lk["target"]) for lk in edgesync_links(fleet)]
+    assert links == [
+        ("EDGE01", "push", "EDGE02"), ("EDGE02", "push", "EDGE01"),
+        ("NODE01", "pull", "EDGE01"), ("NODE01", "pull", "EDGE02"),
+        ("NODE01", "push", "MASTER01"), ("NODE01", "pull", "MASTER01"),
+        ("NODE01", "push", "EDGE01"), ("NODE01", "push", "EDGE02"),
+    ]  # fmt: skip
+
+
+def test_every_violation_is_listed_at_once():
+    bad = dict(GOOD)
+    bad.update([
+        host("edge09", "edge09", "edge", farm="lon-a"),          # bad name
+        host("edge10", "EDGE01", "edge", farm="lon-a"),          # duplicate name
+        host("edge11", "EDGE11", "edge"),                        # edge without a farm
+        host("node02", "NODE02", "node", trusted=["NOBODY"]),    # unknown trusted name
+        host("odd01", "ODD01", "boss"),                          # bad role
+        host("edge12", "EDGE12", "edge", farm="x", provider="vm"),  # bad provider
+        host("master02", "MASTER02", "master", groups=["edges"]),   # wrong group
+    ])  # fmt: skip
+    errors = edgesync_topology_errors(fleet_of(bad))
+    text = "\n".join(errors)
+    for expected in [
+        "host edge09: edgesync_name 'edge09'",
+        "host edge10: edgesync_name EDGE01 is also edge01's",
+        "host edge11: an edge needs edgesync_farm",
+        "host node02: trusted name NOBODY is not a host",
+        "host odd01: edgesync_role 'boss'",
+        "host edge12: edgesync_provider 'vm'",
+        "host master02: role master but not in group masters",
+    ]:
+        assert expected in text, (expected, errors)
+
+
+def test_a_link_that_breaks_the_rules_is_a_violation():
+    errors = edgesync_topology_errors(
+        fleet_of(GOOD), [{"initiator": "EDGE01", "action": "push", "target": "MASTER01"}]
+    )
+    assert errors == [
+        "link EDGE01 push MASTER01: edges push only to edges of their own farm; "
+        "MASTER01 is a master, EDGE01 is in farm lon-a",
+        "link EDGE01 push MASTER01: an edge pushes only to edges of its own farm; "
+        "MASTER01 is a master, EDGE01 is in farm lon-a",
+    ]
+
+
+def test_authorized_callers_follow_the_policy():
+    fleet = fleet_of(GOOD)
+    # A node lets in masters and its trusted list only.
+    assert edgesync_callers(fleet, "NODE01") == ["EDGE01", "EDGE02", "MASTER01"]
+    # An edge lets in masters, nodes and edges (edges only pull from other farms).
+    assert edgesync_callers(fleet, "EDGE03") == ["EDGE01", "EDGE02", "MASTER01", "NODE01"]
+    peers = {p["name"] for p in edgesync_peers(fleet, "EDGE01")}
+    assert peers == {"MASTER01", "NODE01", "EDGE02", "EDGE03"}

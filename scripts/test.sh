@@ -8,7 +8,14 @@ echo "== lint"
 .venv/bin/ruff check src tests benchmarks scripts
 .venv/bin/ruff format --check src tests benchmarks scripts
 
-echo "== tests"
+echo "== ansible: syntax and lint (production profile)"
+export PATH="$PWD/.venv/bin:$PATH"
+for playbook in playbooks/*.yml; do
+    ansible-playbook --syntax-check "$playbook" >/dev/null
+done
+ansible-lint --offline playbooks/ roles/
+
+echo "== tests (unit, integration, then end to end on real LXD and Docker)"
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

@@ -69,6 +69,8 @@ def edgesync_links(fleet: list[dict]) -> list[dict]:
 
 def _link(initiator: dict, action: str, target: dict) -> dict:
     return {
+        "label": f"{initiator['name']} {action} {target['name']}",
+        "unit": f"edgesync-{action}-{target['name'].lower()}",
         "initiator": initiator["name"],
         "initiator_host": initiator["host"],
         "action": action,
@@ -155,6 +157,11 @@ def edgesync_topology_errors(fleet: list[dict], extra_links: list | None = None)
     return errors
 
 
+def edgesync_unit_names(links: list[dict]) -> list[str]:
+    """The systemd unit names (without suffix) of sync links."""
+    return [link["unit"] for link in links]
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -163,4 +170,5 @@ class FilterModule:
             "edgesync_callers": edgesync_callers,
             "edgesync_peers": edgesync_peers,
             "edgesync_topology_errors": edgesync_topology_errors,
+            "edgesync_unit_names": edgesync_unit_names,
         }

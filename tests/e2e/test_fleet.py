@@ -8,6 +8,7 @@ take a host off a trusted list.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 
 import pytest
@@ -17,10 +18,11 @@ from conftest import failures, host_seconds
 EDGES = ["edge01", "edge02", "edge03", "edge04"]
 
 
-def report(label, runner):
-    print(f"\n{label}: {runner.wall_seconds:.0f} s wall, status {runner.status}")
-    for host, seconds in host_seconds(runner).items():
-        print(f"  {host:9s} {seconds:6.1f} s in tasks")
+def report(label, runner, capsys=None):
+    """Print a playbook's timings even while pytest captures output."""
+    lines = [f"\n{label}: {runner.wall_seconds:.0f} s wall, status {runner.status}"]
+    lines += [f"  {h:9s} {s:6.1f} s in tasks" for h, s in host_seconds(runner).items()]
+    print("\n".join(lines), file=sys.__stdout__, flush=True)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +113,8 @@ def test_the_timers_alone_carry_a_write_to_the_master(built, fleet):
     else:
         pytest.fail("the write did not reach the master by the timers within 180 s")
     took = 180 - (deadline - time.monotonic())
-    print(f"\nwrite on edge02 reached master01 by timers alone in {took:.0f} s")
+    print(f"\nwrite on edge02 reached master01 by timers alone in {took:.0f} s",
+          file=sys.__stdout__, flush=True)  # fmt: skip
     back = fleet.playbook("site.yml", tags="timers")
     assert back.rc == 0, failures(back)
 

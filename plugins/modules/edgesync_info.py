@@ -9,19 +9,7 @@ module: edgesync_info
 short_description: Report a node's status and content digest
 description:
   - Runs C(edgesync status --json) and C(edgesync digest) on the host. Changes nothing.
-options:
-  config:
-    description: The agent's config file.
-    type: path
-    default: /etc/edgesync/edgesync.toml
-  agent:
-    description: The agent's command.
-    type: path
-    default: /opt/edgesync/current/bin/edgesync
-  user:
-    description: Run the agent as this user (empty to run as the connecting user).
-    type: str
-    default: edgesync
+extends_documentation_fragment: [edgesync]
 attributes:
   check_mode:
     support: full

@@ -16,18 +16,7 @@ options:
     description: Name of the peer (a C([peers.NAME]) entry of the agent's config).
     type: str
     required: true
-  config:
-    description: The agent's config file.
-    type: path
-    default: /etc/edgesync/edgesync.toml
-  agent:
-    description: The agent's command.
-    type: path
-    default: /opt/edgesync/current/bin/edgesync
-  user:
-    description: Run the agent as this user (empty to run as the connecting user).
-    type: str
-    default: edgesync
+extends_documentation_fragment: [edgesync]
 attributes:
   check_mode:
     support: full

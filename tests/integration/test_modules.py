@@ -26,14 +26,6 @@ pull = _load("edgesync_pull", PLUGINS / "modules" / "edgesync_pull.py")
 info = _load("edgesync_info", PLUGINS / "modules" / "edgesync_info.py")
 
 
-@pytest.fixture
-def farm(tmp_path, redis_server):
-    redis_server.client().flushall()
-    f = Farm(tmp_path, redis_server.url, SEVEN)
-    yield f
-    f.close()
-
-
 def run(module, capsys, farm, node, check=False, **args):
     agent = str(Path(sys.executable).parent / "edgesync")
     params = {"config": str(farm.config_path(node)), "agent": agent, "user": "",

@@ -13,14 +13,6 @@ from farm import ALLOWED, REFUSED_BY_RECEIVER, ROUND, SEVEN, Farm
 from edgesync import hlc, protocol
 
 
-@pytest.fixture
-def farm(tmp_path, redis_server):
-    redis_server.client().flushall()
-    f = Farm(tmp_path, redis_server.url, SEVEN)
-    yield f
-    f.close()
-
-
 def snapshot(farm, name):
     store = farm.store(name)
     return store.max_seq(), store.digest()

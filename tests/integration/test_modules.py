@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
-from farm import SEVEN, Farm
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 

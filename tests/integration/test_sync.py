@@ -7,7 +7,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 from farm import ALLOWED, REFUSED_BY_RECEIVER, ROUND, SEVEN, Farm
 
 from edgesync import hlc, protocol

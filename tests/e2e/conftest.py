@@ -111,3 +111,15 @@ def fleet(tmp_path_factory):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed: run the README's test command")
     return Fleet(tmp_path_factory.mktemp("fleet"), REPO / "inventory" / "local")
+
+
+@pytest.fixture(scope="session")
+def say(request):
+    """Print past pytest's output capture: the timings are part of the run's report."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+
+    def _say(text: str) -> None:
+        for line in text.splitlines():
+            reporter.write_line(line)
+
+    return _say

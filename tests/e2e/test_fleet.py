@@ -8,7 +8,6 @@ take a host off a trusted list.
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 
 import pytest
@@ -18,19 +17,19 @@ from conftest import failures, host_seconds
 EDGES = ["edge01", "edge02", "edge03", "edge04"]
 
 
-def report(label, runner, capsys=None):
-    """Print a playbook's timings even while pytest captures output."""
-    lines = [f"\n{label}: {runner.wall_seconds:.0f} s wall, status {runner.status}"]
+def report(say, label, runner):
+    """Print a playbook's wall time and each host's seconds in tasks."""
+    lines = [f"{label}: {runner.wall_seconds:.0f} s wall, status {runner.status}"]
     lines += [f"  {h:9s} {s:6.1f} s in tasks" for h, s in host_seconds(runner).items()]
-    print("\n".join(lines), file=sys.__stdout__, flush=True)
+    say("\n".join(lines))
 
 
 @pytest.fixture(scope="module")
-def built(fleet):
+def built(fleet, say):
     teardown = fleet.playbook("teardown.yml")
     assert teardown.rc == 0, failures(teardown)
     first = fleet.playbook("site.yml")
-    report("site.yml from nothing", first)
+    report(say, "site.yml from nothing", first)
     assert first.rc == 0, failures(first)
     return first
 
@@ -45,9 +44,9 @@ def test_site_builds_every_host(built, fleet):
         assert status["redis"] == "ok"
 
 
-def test_a_second_run_changes_nothing(built, fleet):
+def test_a_second_run_changes_nothing(built, fleet, say):
     second = fleet.playbook("site.yml")
-    report("site.yml again (no changes)", second)
+    report(say, "site.yml again (no changes)", second)
     assert second.rc == 0, failures(second)
     changed = {h: n for h, n in second.stats["changed"].items() if n}
     assert changed == {}, f"changed on a second run: {changed}"
@@ -98,7 +97,7 @@ def test_check_mode_reports_and_sends_nothing(built, fleet):
     assert fleet.agent_json("node02", "pull", "EDGE03", "--json")["applied"] >= 1
 
 
-def test_the_timers_alone_carry_a_write_to_the_master(built, fleet):
+def test_the_timers_alone_carry_a_write_to_the_master(built, fleet, say):
     fast = fleet.playbook(
         "site.yml", tags="timers",
         extravars={"timers_on_calendar": "*:*:0/5", "timers_randomized_delay_sec": 1},
@@ -113,8 +112,7 @@ def test_the_timers_alone_carry_a_write_to_the_master(built, fleet):
     else:
         pytest.fail("the write did not reach the master by the timers within 180 s")
     took = 180 - (deadline - time.monotonic())
-    print(f"\nwrite on edge02 reached master01 by timers alone in {took:.0f} s",
-          file=sys.__stdout__, flush=True)  # fmt: skip
+    say(f"write on edge02 reached master01 by the timers alone in {took:.0f} s")
     back = fleet.playbook("site.yml", tags="timers")
     assert back.rc == 0, failures(back)
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 import yaml
-from conftest import failures, host_seconds
+from runner_events import failures, host_seconds
 
 EDGES = ["edge01", "edge02", "edge03", "edge04"]
 

@@ -120,12 +120,17 @@ def test_an_invalid_config_fails_at_start_naming_key_and_value(tmp_path):
 def test_config_can_come_from_the_environment(make_node):
     import os
 
-    from conftest import run_cli
-
     node = make_node("EDGE01")
-    res = run_cli("status", "--json", env={**os.environ, "EDGESYNC_CONFIG": str(node.config_path)})
+    res = subprocess.run(
+        [sys.executable, "-m", "edgesync", "status", "--json"],
+        capture_output=True, text=True,
+        env={**os.environ, "EDGESYNC_CONFIG": str(node.config_path)},
+    )  # fmt: skip
     assert res.returncode == 0 and json.loads(res.stdout)["node"] == "EDGE01"
-    res = run_cli("status", env={**os.environ, "EDGESYNC_CONFIG": ""})
+    res = subprocess.run(
+        [sys.executable, "-m", "edgesync", "status"],
+        capture_output=True, text=True, env={**os.environ, "EDGESYNC_CONFIG": ""},
+    )  # fmt: skip
     assert res.returncode == 2 and "no config" in res.stderr
 
 

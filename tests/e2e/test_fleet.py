@@ -17,9 +17,12 @@ from runner_events import failures, host_seconds
 EDGES = ["edge01", "edge02", "edge03", "edge04"]
 
 
-def report(say, label, runner):
+def report(say, label, runner, fleet=None):
     """Print a playbook's wall time and each host's seconds in tasks."""
     lines = [f"{label}: {runner.wall_seconds:.0f} s wall, status {runner.status}"]
+    if fleet is not None and fleet.retried:
+        lines += [f"  (run again after an LXD exec failure: {r[:200]})" for r in fleet.retried]
+        fleet.retried.clear()
     lines += [f"  {h:9s} {s:6.1f} s in tasks" for h, s in host_seconds(runner).items()]
     say("\n".join(lines))
 
@@ -29,7 +32,7 @@ def built(fleet, say):
     teardown = fleet.playbook("teardown.yml")
     assert teardown.rc == 0, failures(teardown)
     first = fleet.playbook("site.yml")
-    report(say, "site.yml from nothing", first)
+    report(say, "site.yml from nothing", first, fleet)
     assert first.rc == 0, failures(first)
     return first
 
@@ -46,7 +49,7 @@ def test_site_builds_every_host(built, fleet):
 
 def test_a_second_run_changes_nothing(built, fleet, say):
     second = fleet.playbook("site.yml")
-    report(say, "site.yml again (no changes)", second)
+    report(say, "site.yml again (no changes)", second, fleet)
     assert second.rc == 0, failures(second)
     changed = {h: n for h, n in second.stats["changed"].items() if n}
     assert changed == {}, f"changed on a second run: {changed}"

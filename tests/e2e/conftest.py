@@ -105,9 +105,12 @@ def fleet(tmp_path_factory):
 def say(request):
     """Print past pytest's output capture: the timings are part of the run's report."""
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
 
     def _say(text: str) -> None:
-        for line in text.splitlines():
-            reporter.write_line(line)
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("")
+            for line in text.splitlines():
+                reporter.write_line(line)
 
     return _say

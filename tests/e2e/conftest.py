@@ -12,7 +12,7 @@ from pathlib import Path
 
 import ansible_runner
 import pytest
-from runner_events import lxd_exec_flake
+from runner_events import run_failure
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = "edgesync"
@@ -45,25 +45,37 @@ class Fleet:
         )
 
     def playbook(self, name: str, **kwargs) -> ansible_runner.Runner:
-        """Run a playbook; run it once more if LXD's exec let it down.
+        """Run a playbook; run it again (twice at most) if a run fails.
 
-        LXD 5.0 (Debian 12) now and then loses the output of, or hangs in,
-        `lxc exec` when several run at once, which Ansible reports as a task
-        that could not make its temporary directory, or as a hung run. The
-        playbooks are idempotent, so an operator would simply run them again;
-        so does the test, once, and says so. Any other failure counts.
+        Debian 12's LXD (5.0.2) now and then loses the output of `lxc exec`,
+        drops an `lxc file push`, or hangs, when several run at once; Ansible
+        reports a task that could not make its temporary directory or find the
+        file it just sent. The playbooks are idempotent, so an operator simply
+        runs them again; so does the test, and it prints every rerun and why.
+        A real fault fails every attempt and still fails the test.
         """
         started = time.monotonic()
-        runner = self._run(playbook=str(REPO / "playbooks" / name), **kwargs)
-        flaky = lxd_exec_flake(runner)
-        if flaky:
-            self.retried.append(f"{name}: {flaky}")
+        for _attempt in range(3):
             runner = self._run(playbook=str(REPO / "playbooks" / name), **kwargs)
+            why = run_failure(runner)
+            if why is None:
+                break
+            self.retried.append(f"{name}: {why}")
         runner.wall_seconds = time.monotonic() - started
         return runner
 
-    def module(self, hosts: str, module: str, args: str = "") -> ansible_runner.Runner:
-        return self._run(host_pattern=hosts, module=module, module_args=args)
+    def module(self, hosts: str, module: str, args: str = "", **kwargs) -> ansible_runner.Runner:
+        return self._run(host_pattern=hosts, module=module, module_args=args, **kwargs)
+
+    def module_ok(self, hosts: str, module: str, args: str = "", **kwargs) -> ansible_runner.Runner:
+        """A module run expected to succeed, run again (twice at most) like playbook()."""
+        for _attempt in range(3):
+            runner = self.module(hosts, module, args, **kwargs)
+            why = run_failure(runner)
+            if why is None:
+                break
+            self.retried.append(f"{module}: {why}")
+        return runner
 
     def agent(self, host: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run the agent on a host as its own user, as an operator would."""

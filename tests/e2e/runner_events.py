@@ -30,17 +30,10 @@ def host_seconds(runner) -> dict[str, float]:
     return dict(sorted(totals.items()))
 
 
-_LXD_FLAKE = "failed to resolve remote temporary directory"
-
-
-def lxd_exec_flake(runner) -> str | None:
-    """Why a run failed only through LXD's exec (lost output, or a hang), if it did."""
+def run_failure(runner) -> str | None:
+    """Why a run failed (its failed tasks, or a hang), or None when it did not."""
     if runner.status == "timeout":
         return "the run hung and timed out"
     if runner.rc == 0:
         return None
-    failed = failures(runner)
-    if failed and all(_LXD_FLAKE in f for f in failed if "trust_pubkey" not in f):
-        # trust_pubkey: hosts that dropped out earlier leave the others without their keys.
-        return "; ".join(f for f in failed if _LXD_FLAKE in f)
-    return None
+    return "; ".join(failures(runner))[:400] or f"rc {runner.rc}"

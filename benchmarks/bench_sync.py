@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 from bench_store import make_batches
+from proc_peak import run_measured
 
 from edgesync.config import load
 from edgesync.localredis import LocalRedis
@@ -65,16 +65,20 @@ def fill(store: Store, total: int) -> float:
     return total / (spent + time.perf_counter() - start)
 
 
-def run_cli(config: Path, *args: str) -> tuple[dict, float]:
+def run_cli(config: Path, *args: str, measure: bool = False):
+    """Run the agent's CLI; with measure, also each agent process's own peak RSS (MB)."""
+    argv = [sys.executable, "-m", "edgesync", "--config", str(config), *args, "--json"]
     start = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-m", "edgesync", "--config", str(config), *args, "--json"],
-        capture_output=True,
-        text=True,
-    )
+    if measure:
+        out, peaks = run_measured(argv)
+    else:
+        out = subprocess.run(argv, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
     if out.returncode != 0:
         sys.exit(f"bench: {' '.join(args)} failed: {out.stderr.strip()}")
-    return json.loads(out.stdout), time.perf_counter() - start
+    if measure:
+        return json.loads(out.stdout), seconds, peaks
+    return json.loads(out.stdout), seconds
 
 
 def main() -> None:
@@ -139,11 +143,11 @@ def main() -> None:
             fill(s, big)
             s.close()
             open_store(dst).close()
-            report, seconds = run_cli(dst, "pull", "EDGE05")
-            rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            report, seconds, peaks = run_cli(dst, "pull", "EDGE05", measure=True)
+            own = ", ".join(f"{name} {mb:.0f} MB" for name, mb in sorted(peaks.items()))
             print(f"  {big:,}-change pull: {report['applied']:,} applied in {seconds:.0f} s "
-                  f"({report['applied'] / seconds:,.0f} changes/s); peak RSS of the largest "
-                  f"process (puller or its serve child): {rss:.0f} MB")  # fmt: skip
+                  f"({report['applied'] / seconds:,.0f} changes/s); each process's own "
+                  f"peak RSS: {own}")  # fmt: skip
         finally:
             sshd.stop()
             redis.stop()

@@ -11,15 +11,38 @@ for pkg in redis-server openssh-server openssh-client sqlite3 python3-venv \
     docker.io lxd mmdebstrap dnsmasq-base iptables; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
+# apt-get, waiting (15 minutes at most) while another install holds the package
+# manager's lock instead of failing at once. DPkg::Lock::Timeout covers dpkg's
+# lock; the lists lock of `apt-get update` is waited for by the loop.
+apt_wait() {
+    local out waited=0
+    while :; do
+        if out=$(apt-get -o DPkg::Lock::Timeout=900 "$@" 2>&1); then
+            return 0
+        fi
+        if ! grep -qE "Could not get lock|Unable to acquire|Unable to lock" <<<"$out" \
+            || ((waited >= 900)); then
+            printf '%s\n' "$out" >&2
+            echo "setup: apt-get $* failed" >&2
+            return 1
+        fi
+        if ((waited == 0)); then echo "setup: waiting for the package manager's lock (another install is running)"; fi
+        sleep 5
+        waited=$((waited + 5))
+    done
+}
+
 if ((${#need[@]})); then
     echo "setup: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
+    apt_wait update -qq
     # policy-rc.d keeps the packages from starting system-wide daemons here; the
     # demo and tests start the ones they need themselves.
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    apt_wait install -y -qq --no-install-recommends "${need[@]}"
     rm -f /usr/sbin/policy-rc.d
+    trap - EXIT
 fi
 
 if [ ! -x .venv/bin/python ]; then

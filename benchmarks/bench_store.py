@@ -20,11 +20,11 @@ from pathlib import Path
 
 from proc_peak import own_peak_mb
 
-from edgesync import hlc, store
+from edgesync import db, hlc
+from edgesync.agent import open_store
 from edgesync.config import parse
 from edgesync.ids import new_id
 from edgesync.localredis import LocalRedis
-from edgesync.outbox import Outbox
 from edgesync.store import Store
 
 TABLES = {
@@ -47,7 +47,7 @@ def make_store(workdir: Path, name: str, redis_url: str, durability: str = "norm
             "tables": TABLES,
         }
     )
-    s = Store(cfg, Outbox(redis_url, name), warn=lambda m: print(m, file=sys.stderr))
+    s = open_store(cfg, warn=lambda m: print(m, file=sys.stderr))
     s.init()
     return s
 
@@ -148,7 +148,7 @@ def bench_apply(workdir: Path, redis_url: str, n_batches: int) -> None:
     total = n_batches * 1000
     print(f"incoming batches: {n_batches} x 1,000 changes, 200-byte bodies, random IDs")
     for without_rowid in (True, False):
-        store.WITHOUT_ROWID = without_rowid
+        db.WITHOUT_ROWID = without_rowid
         kind = "WITHOUT ROWID" if without_rowid else "rowid + unique id"
         raw = raw_upsert_rate(workdir, batches, without_rowid)
         ours = apply_rate(workdir, redis_url, batches, "A" + ("W" if without_rowid else "R"))
@@ -156,7 +156,7 @@ def bench_apply(workdir: Path, redis_url: str, n_batches: int) -> None:
             f"  {kind:18s} apply_changes {ours:>9,.0f} changes/s   raw executemany upsert "
             f"{raw:>9,.0f} rows/s   ratio {ours / raw:.2f}   ({total:,} changes)"
         )
-    store.WITHOUT_ROWID = False
+    db.WITHOUT_ROWID = False
 
 
 def rss_child(workdir: Path, redis_url: str, total: int) -> None:

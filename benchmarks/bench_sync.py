@@ -21,12 +21,10 @@ from pathlib import Path
 from bench_store import make_batches
 from proc_peak import run_measured
 
-from edgesync.config import load
+from edgesync.agent import open_store
 from edgesync.localredis import LocalRedis
 from edgesync.localsshd import LocalSshd, keygen
-from edgesync.outbox import Outbox
 from edgesync.store import Store
-from edgesync.sync import push_targets
 
 TABLES = '\n[tables.items]\ncolumns = ["section", "title", "body"]\n'
 
@@ -45,10 +43,8 @@ def write_config(root: Path, name: str, role: str, farm: str | None, redis: str,
     return path
 
 
-def open_store(path: Path) -> Store:
-    cfg = load(path)
-    store = Store(cfg, Outbox(cfg.redis_url, cfg.name))
-    store.push_targets = push_targets(cfg)
+def open_init(path: Path) -> Store:
+    store = open_store(path)
     store.init()
     return store
 
@@ -114,9 +110,9 @@ def main() -> None:
                 'role = "master"\n\n[tables.items]')  # fmt: skip
             e1.write_text(e1_text)
 
-            edge_store = open_store(e1)
+            edge_store = open_init(e1)
             for path in (root / "edge02.toml", m, m2):
-                open_store(path).close()
+                open_init(path).close()
             raw = fill(edge_store, total)
             print(f"edgesync sync benchmark ({total:,} changes, 200-byte bodies)")
             print(f"  store apply rate (this run, in-process, no protocol): {raw:,.0f} changes/s")
@@ -139,10 +135,10 @@ def main() -> None:
                                {"MASTER03": ("local:master03.toml", "master", None)})  # fmt: skip
             dst = write_config(r2, "MASTER03", "master", None, url,
                                {"EDGE05": ("local:edge05.toml", "edge", "c")})  # fmt: skip
-            s = open_store(src)
+            s = open_init(src)
             fill(s, big)
             s.close()
-            open_store(dst).close()
+            open_init(dst).close()
             report, seconds, peaks = run_cli(dst, "pull", "EDGE05", measure=True)
             own = ", ".join(f"{name} {mb:.0f} MB" for name, mb in sorted(peaks.items()))
             print(f"  {big:,}-change pull: {report['applied']:,} applied in {seconds:.0f} s "

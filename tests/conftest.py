@@ -11,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from edgesync.config import load
+from edgesync.agent import open_store
 from edgesync.localredis import LocalRedis
-from edgesync.outbox import Outbox
-from edgesync.store import Store
 
 PAGES = {"columns": ["section", "title", "body"], "slug": ["section", "title"]}
 
@@ -72,8 +70,8 @@ class Node:
 
     def __init__(self, config_path: Path):
         self.config_path = config_path
-        self.config = load(config_path)
-        self.store = Store(self.config, Outbox(self.config.redis_url, self.config.name))
+        self.store = open_store(config_path)
+        self.config = self.store.config
         self.store.init()
 
     @property

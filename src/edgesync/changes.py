@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 
+from . import hlc
 from .config import Config
 from .errors import BadBatch, BadInput
 from .hlc import HLC_RE
@@ -31,6 +32,36 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 def encode(change: dict) -> str:
     return _ENCODER.encode(change)
+
+
+def origin_seq(body: str) -> tuple[str, int]:
+    """(origin, n) of an encoded change, read from its canonical prefix."""
+    if body.startswith('{"o":"'):
+        end = body.find('"', 6)
+        if body.startswith(',"n":', end + 1):
+            comma = body.find(",", end + 6)
+            try:
+                return body[6:end], int(body[end + 6 : comma])
+            except ValueError:
+                pass
+    change = json.loads(body)
+    return change["o"], change["n"]
+
+
+def check_stamps(changes: object, max_skew_ms: int) -> None:
+    """Refuse a batch stamped further in the future than the allowed clock skew,
+    instead of letting it drag every clock forward."""
+    if not isinstance(changes, list):
+        raise BadBatch("malformed batch: expected a list of changes")
+    limit = hlc.wall_ms() + max_skew_ms
+    for ch in changes:
+        stamp = ch.get("h") if isinstance(ch, dict) else None
+        if hlc.is_valid(stamp) and hlc.decode(stamp)[0] > limit:
+            raise BadBatch(
+                f"malformed batch: change {ch.get('o')}:{ch.get('n')} is stamped "
+                f"{hlc.decode(stamp)[0] - hlc.wall_ms()} ms in the future "
+                f"(max_clock_skew_ms is {max_skew_ms})"
+            )
 
 
 def check_value(table: str, column: str, value: object, max_bytes: int) -> None:

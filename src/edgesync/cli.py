@@ -10,12 +10,10 @@ import argparse
 import json
 import sys
 
-from . import __version__
-from .config import load
+from . import __version__, agent
 from .errors import BadInput, EdgesyncError
-from .outbox import Outbox
 from .store import Store
-from .sync import push_targets
+from .sync import serve, sync
 
 
 def _warn(msg: str) -> None:
@@ -26,9 +24,7 @@ _opened: list[Store] = []
 
 
 def open_store(args) -> Store:
-    config = load(args.config)
-    store = Store(config, Outbox(config.redis_url, config.name), warn=_warn)
-    store.push_targets = push_targets(config)
+    store = agent.open_store(args.config, warn=_warn)
     _opened.append(store)
     return store
 
@@ -99,8 +95,6 @@ def cmd_status(args) -> int:
 
 
 def cmd_sync(args) -> int:
-    from .sync import sync
-
     store = open_store(args)
     store.check_schema()
     report = sync(store, args.peer, args.command, dry_run=args.dry_run)
@@ -120,8 +114,6 @@ def cmd_sync(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .sync import serve
-
     if not args.stdio:
         raise BadInput("serve needs --stdio (the only transport it speaks)")
     store = open_store(args)

@@ -5,20 +5,22 @@ transaction: ``lo`` and ``hi`` are the first and last local log sequences it
 covers and ``c`` the change bodies, one per line, so a pusher can send straight
 from the stream, and the stream can always be rebuilt from the SQLite log.
 Entries are trimmed only once every consumer group has acknowledged them.
+
+This module speaks only to Redis: what to queue and when is the relay's
+(relay.py), which reads the log.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import redis
 
-if TYPE_CHECKING:
-    from .store import Store
+from .changes import origin_seq
 
-_CHUNK = 1000
+ENTRY_MAX = 1000  # changes per stream entry (and a publisher's wake-up threshold)
+SCAN = 1000  # stream entries per XREVRANGE call
 _LINGER = 0.05  # seconds the publisher waits to batch more changes
 
 
@@ -27,8 +29,6 @@ class Unavailable(Exception):
 
 
 class Outbox:
-    Unavailable = Unavailable
-
     def __init__(self, url: str, node: str):
         self.url = url
         self.key = f"edgesync:{node}:changes"
@@ -48,10 +48,10 @@ class Outbox:
 
     def publish(self, entries: Iterable[tuple[int, str]]) -> int:
         """Queue (seq, body) pairs, one stream entry per run of consecutive seqs
-        (at most _CHUNK changes each); returns how many changes were queued."""
+        (at most ENTRY_MAX changes each); returns how many changes were queued."""
         runs: list[list[tuple[int, str]]] = []
         for seq, body in entries:
-            if runs and runs[-1][-1][0] + 1 == seq and len(runs[-1]) < _CHUNK:
+            if runs and runs[-1][-1][0] + 1 == seq and len(runs[-1]) < ENTRY_MAX:
                 runs[-1].append((seq, body))
             else:
                 runs.append([(seq, body)])
@@ -78,14 +78,14 @@ class Outbox:
         upper = "+"
         below = 0
         while True:
-            got = self._call(self.r.xrevrange, self.key, max=upper, count=_CHUNK)
+            got = self._call(self.r.xrevrange, self.key, max=upper, count=SCAN)
             for _entry_id, fields in got:
                 lo, hi = int(fields[b"lo"]), int(fields[b"hi"])
                 if hi >= low:
                     found.update(range(max(lo, low), hi + 1))
                 else:
                     below += 1
-            if len(got) < _CHUNK or below >= _CHUNK:
+            if len(got) < SCAN or below >= SCAN:
                 return found
             upper = "(" + got[-1][0].decode()
 
@@ -99,41 +99,12 @@ class Outbox:
             except redis.RedisError as exc:
                 raise Unavailable(str(exc) or type(exc).__name__) from None
 
-    def catch_up(
-        self, store: Store, gap: int | None, groups: Iterable[str], exclude: set[int]
-    ) -> int:
-        """Queue every logged change the stream lacks; returns how many were queued.
+    def epoch(self) -> bytes | None:
+        """The epoch token written beside the stream (None when Redis lost it)."""
+        return self._call(self.r.get, self.epoch_key)
 
-        The stream lacks changes when Redis was down during writes (``gap``
-        marks the first) or lost its data: the epoch key, written beside the
-        stream, then differs from the store's. Changes every push target has
-        acknowledged are not queued again; ``exclude`` are the caller's own
-        fresh changes, which it queues itself.
-        """
-        groups = list(groups)
-        epoch = store.stream_epoch()
-        lost = self._call(self.r.get, self.epoch_key) != epoch.encode()
-        self.ensure_groups(groups)
-        floor = min((store.cursor(g, "push") for g in groups), default=0)
-        if lost:
-            low = floor + 1
-        elif gap is not None:
-            low = max(gap, floor + 1)
-        else:
-            return 0
-        present = self.seqs_from(low)
-        added = 0
-        seq = low - 1
-        while True:
-            rows = store.changes_after(seq, _CHUNK * 10)
-            if not rows:
-                break
-            missing = [(s, b) for s, b, _o, _n in rows if s not in present and s not in exclude]
-            added += self.publish(missing)
-            seq = rows[-1][0]
-        if lost:
-            self._call(self.r.set, self.epoch_key, epoch)
-        return added
+    def set_epoch(self, epoch: str) -> None:
+        self._call(self.r.set, self.epoch_key, epoch)
 
     def feed(self, group: str) -> Feed:
         self.ensure_groups([group])
@@ -159,9 +130,6 @@ class Outbox:
                 keep = first
         if keep is not None and keep != "0-1":
             self._call(self.r.xtrim, self.key, minid=keep, approximate=False)
-
-    def length(self) -> int:
-        return int(self._call(self.r.xlen, self.key))
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:
@@ -218,8 +186,6 @@ class Feed:
     def take(self, cursor: int, limit: int) -> tuple[list | None, list[bytes]]:
         """Rows (seq, body, origin, n) after ``cursor`` from the stream, or None
         when the stream does not continue the log at ``cursor``."""
-        from .sync import _origin_seq
-
         self._fill(limit)
         self.buffer.sort(key=lambda e: e[1])
         # Entries wholly behind the cursor were delivered in an earlier session.
@@ -234,7 +200,7 @@ class Feed:
             for k, body in enumerate(bodies):
                 seq = lo + k
                 if seq >= expect:
-                    rows.append((seq, body, *_origin_seq(body)))
+                    rows.append((seq, body, *origin_seq(body)))
             expect = hi + 1
             ids.append(entry_id)
         if not rows:
@@ -274,7 +240,7 @@ class Publisher:
         with self._cond:
             wake = not self._queue
             self._queue.extend(entries)
-            if wake or len(self._queue) >= _CHUNK:
+            if wake or len(self._queue) >= ENTRY_MAX:
                 self._cond.notify()
 
     def _run(self) -> None:
@@ -286,7 +252,7 @@ class Publisher:
                     return
                 # Linger a moment so a burst of writes shares one round trip:
                 # here a round trip costs as much as a whole SQLite commit.
-                if len(self._queue) < _CHUNK and not self._stop:
+                if len(self._queue) < ENTRY_MAX and not self._stop:
                     self._cond.wait(_LINGER)
                 batch, self._queue = self._queue, []
                 self._busy = True

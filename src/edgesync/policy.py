@@ -100,3 +100,25 @@ def may_accept(me: Party, action: str, caller: Party | None) -> Decision:
 def push_targets(me: Party, peers: list[Party]) -> list[str]:
     """The peers ``me`` may push to (each gets a consumer group on the outbox)."""
     return sorted(p.name for p in peers if may_initiate(me, "push", p))
+
+
+# -- a config's view, as parties ----------------------------------------------
+# Duck-typed on edgesync.config.Config (name, role, farm, trusted, peers), so
+# this module imports nothing and the Ansible filters can load it alone.
+
+
+def me_of(config) -> Party:
+    """The node a config describes."""
+    return Party(config.name, config.role, config.farm, tuple(config.trusted))
+
+
+def peer_of(config, name: str) -> Party | None:
+    """A peer as this config knows it, or None when it has no entry for it."""
+    peer = config.peers.get(name)
+    return None if peer is None else Party(peer.name, peer.role, peer.farm)
+
+
+def push_targets_of(config) -> tuple[str, ...]:
+    """The peers a config's node may push to."""
+    peers = [Party(p.name, p.role, p.farm) for p in config.peers.values()]
+    return tuple(push_targets(me_of(config), peers))

@@ -25,6 +25,9 @@ from .errors import SyncError
 
 VERSION = 1
 MAX_FRAME = 64 * 1024 * 1024
+# A batch carries at most this many bytes of change bodies (and always at
+# least one change, so no change is too big to travel).
+MAX_BATCH_BYTES = 8 * 1024 * 1024
 _HEADER = struct.Struct(">I")
 
 
@@ -77,6 +80,29 @@ def read_frame(inp: BinaryIO, expect: tuple[str, ...] | None = None) -> dict:
     if expect is not None and message["t"] not in expect:
         raise ProtocolError(f"unexpected frame {message['t']!r} (expected {', '.join(expect)})")
     return message
+
+
+def hello(node: str, action: str, clock: int, **pull) -> dict:
+    """The caller's opening: who it says it is (the receiver believes the key,
+    not this), what it wants, its clock; a puller adds held, cursor, dry_run."""
+    return {"t": "hello", "v": VERSION, "node": node, "action": action, "clock": clock, **pull}
+
+
+def welcome(node: str, clock: int, held: dict | None = None) -> dict:
+    """The receiver's answer when it accepts; a receiver of a push says what it holds."""
+    msg = {"t": "welcome", "v": VERSION, "node": node, "clock": clock}
+    if held is not None:
+        msg["held"] = held
+    return msg
+
+
+def refused(rule: str) -> dict:
+    return {"t": "refused", "rule": rule}
+
+
+def ack(applied: int, conflicts: int = 0, skipped: int = 0) -> dict:
+    """A batch is committed on the receiving side."""
+    return {"t": "ack", "applied": applied, "conflicts": conflicts, "skipped": skipped}
 
 
 def batch_frame(bodies: list[str], last: int) -> bytes:

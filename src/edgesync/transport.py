@@ -14,7 +14,7 @@ import sys
 from urllib.parse import urlparse
 
 from .config import Config, Peer
-from .errors import BadInput
+from .errors import BadInput, EdgesyncError, Refused, SyncError
 
 
 def command(config: Config, peer: Peer) -> list[str]:
@@ -61,6 +61,16 @@ class Connection:
             return ""
         err = self.proc.stderr.read().decode(errors="replace").strip()
         return err.splitlines()[-1] if err else ""
+
+    def failure(self, peer: str, exc: Exception) -> EdgesyncError:
+        """What a broken session means, from the far side's last words on stderr:
+        a refusal (the peer's policy, or sshd not taking our key) or a failure."""
+        tail = self.stderr_tail()
+        if tail.startswith("refused:"):
+            return Refused(tail)
+        if "Permission denied" in tail:  # sshd refused our key: the peer does not trust us
+            return Refused(f"refused: ssh to {peer}: {tail}")
+        return SyncError(f"sync with {peer} failed: {exc}" + (f" ({tail})" if tail else ""))
 
     def close(self) -> None:
         for stream in (self.writer, self.reader):

@@ -7,10 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgesync.config import load
-from edgesync.outbox import Outbox
+from edgesync.agent import open_store
 from edgesync.store import Store
-from edgesync.sync import push_targets
 
 TABLES = """
 [tables.pages]
@@ -65,10 +63,7 @@ class Farm:
 
     def store(self, name: str) -> Store:
         if name not in self.stores:
-            cfg = load(self.config_path(name))
-            store = Store(cfg, Outbox(cfg.redis_url, cfg.name))
-            store.push_targets = push_targets(cfg)
-            self.stores[name] = store
+            self.stores[name] = open_store(self.config_path(name))
         return self.stores[name]
 
     def cli(self, name: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:

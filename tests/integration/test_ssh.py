@@ -74,7 +74,7 @@ def test_an_edge_pushing_to_the_master_over_ssh_is_refused(pair):
     assert res.returncode == 3 and res.stderr.startswith("refused:"), res.stderr
     assert "own farm" in res.stderr
     assert pair.store("MASTER01").rows("pages") == 0
-    assert pair.store("MASTER01").refusals()["count"] == 1
+    assert pair.store("MASTER01").status()["refusals"]["count"] == 1
 
 
 def test_a_key_that_is_not_authorized_is_refused(pair, tmp_path):
@@ -100,4 +100,4 @@ def test_the_key_not_the_caller_names_the_peer(pair):
     )  # fmt: skip
     assert res.returncode == 3, res.stderr
     assert b"refused:" in res.stderr and b"its key is EDGE01's" in res.stderr
-    assert pair.store("MASTER01").refusals()["last"][0]["peer"] == "EDGE01"
+    assert pair.store("MASTER01").status()["refusals"]["last"][0]["peer"] == "EDGE01"

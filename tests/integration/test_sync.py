@@ -26,7 +26,7 @@ def test_every_combination_in_a_seven_node_farm(farm):
                 continue
             for action in ("push", "pull"):
                 before = snapshot(farm, initiator), snapshot(farm, target)
-                refusals = farm.store(target).refusals()["count"]
+                refusals = farm.store(target).status()["refusals"]["count"]
                 res = farm.cli(initiator, action, target, "--json")
                 combo = (initiator, action, target)
                 if combo in ALLOWED - REFUSED_BY_RECEIVER:
@@ -38,7 +38,7 @@ def test_every_combination_in_a_seven_node_farm(farm):
                 assert res.stderr.startswith("refused:"), (combo, res.stderr)
                 assert len(res.stderr.strip().splitlines()) == 1
                 assert (snapshot(farm, initiator), snapshot(farm, target)) == before, combo
-                counted = farm.store(target).refusals()
+                counted = farm.store(target).status()["refusals"]
                 if combo in REFUSED_BY_RECEIVER:
                     assert counted["count"] == refusals + 1, combo
                     last = counted["last"][0]
@@ -79,7 +79,7 @@ def test_the_receivers_own_view_of_the_caller_is_the_one_that_counts(farm):
     assert res.returncode == 3 and res.stderr.startswith("refused:")
     assert "farm" in res.stderr
     assert farm.store("EDGE01").rows("pages") == 0
-    assert farm.store("EDGE01").refusals()["count"] == 1
+    assert farm.store("EDGE01").status()["refusals"]["count"] == 1
 
 
 def test_a_caller_the_receiver_does_not_know_is_refused(farm, tmp_path):
@@ -90,7 +90,7 @@ def test_a_caller_the_receiver_does_not_know_is_refused(farm, tmp_path):
     )  # fmt: skip
     assert res.returncode == 3
     assert b"refused:" in res.stderr and b"no peer entry" in res.stderr
-    assert farm.store("MASTER01").refusals()["count"] == 1
+    assert farm.store("MASTER01").status()["refusals"]["count"] == 1
 
 
 def frame(obj) -> bytes:
@@ -149,7 +149,7 @@ def test_a_peer_whose_clock_is_far_ahead_is_refused(farm):
     res = serve(farm, "MASTER01", "EDGE01", hello_frame("EDGE01", "pull", clock=ahead))
     assert res.returncode == 3
     assert b"clock is" in res.stderr and b"ahead" in res.stderr
-    assert "clock" in farm.store("MASTER01").refusals()["last"][0]["rule"]
+    assert "clock" in farm.store("MASTER01").status()["refusals"]["last"][0]["rule"]
     # Changes stamped far in the future are refused too, whoever forwards them.
     future = hlc.encode(ahead, 0, "EDGE01")
     rid = "EDGE01-LON-43AX-K3J9X0QZ-27112026200512"
@@ -214,7 +214,7 @@ def test_killing_the_receiver_mid_push_loses_nothing(tmp_path, redis_server):
         assert receiver.max_seq() == total  # every change logged exactly once
         assert report["sent"] <= total - part + 500  # at most the unacknowledged batch again
         assert receiver.digest() == sender.digest()
-        assert sender.outbox_pending(["EDGE02"]) == 0
+        assert sender.status()["outbox_pending"] == 0
     finally:
         pair.close()
 
@@ -258,7 +258,7 @@ def test_a_dry_run_counts_what_would_move_and_moves_nothing(farm):
     res = farm.cli("NODE01", "pull", "EDGE01", "--dry-run", "--json")
     assert json.loads(res.stdout)["would_receive"] == 3
     assert farm.store("EDGE02").rows("pages") == farm.store("NODE01").rows("pages") == 0
-    assert farm.store("EDGE01").cursor("EDGE02", "push") == 0
+    assert farm.store("EDGE01").log.cursor("EDGE02", "push") == 0
     farm.sync("NODE01", "pull", "EDGE01")
     res = farm.cli("NODE01", "pull", "EDGE01", "--dry-run", "--json")
     assert json.loads(res.stdout)["would_receive"] == 0

@@ -1,0 +1,28 @@
+"""Opening an agent: the store of a config, wired to its Redis outbox and to
+the push targets the policy derives from its peers. The CLI, the tests, the
+benchmarks and the scripts all open agents here."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from . import policy
+from .config import Config, load
+from .outbox import Outbox
+from .store import Store
+
+
+def open_store(
+    config: Config | str | os.PathLike | None,
+    warn: Callable[[str], None] | None = None,
+    redis: bool = True,
+) -> Store:
+    """The node's store; with ``redis`` (the default) its relay to the outbox too."""
+    if not isinstance(config, Config):
+        config = load(config)
+    if not redis:
+        return Store(config, warn=warn)
+    return Store(
+        config, Outbox(config.redis_url, config.name), policy.push_targets_of(config), warn
+    )

@@ -1,0 +1,203 @@
+"""The change log: every change this node holds, in the order it was logged,
+and what follows from it: which changes of each origin are held, this node's
+own numbering, and how far each peer has synced.
+
+``_changes.seq`` numbers the log here (1, 2, 3 …); a change keeps its origin's
+own number (``origin_seq``) wherever it travels. ``held`` (per origin, the
+highest sequence held with nothing missing below it) is what a session opens
+with, so nothing the other side holds is sent again. Cursors are positions in
+a log: a pusher's in its own, a puller's in the peer's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .changes import encode
+from .db import Database
+
+# (seq, body) of a change logged here, as the relay queues it.
+Entry = tuple[int, str]
+
+
+def take_unheld(held: dict[str, int], origin: str, n: int) -> bool:
+    """True when a holder of ``held`` lacks change ``origin``:``n``; then counts it
+    as sent to that holder (``held`` moves on, so later changes of the origin follow).
+
+    The mark moves on only by one, so a change logged out of order here
+    (possible when batches arrived out of order) is still sent after a later
+    one from the same origin.
+    """
+    mark = held.get(origin, 0)
+    if n <= mark:
+        return False
+    if n == mark + 1:
+        held[origin] = n
+    return True
+
+
+class ChangeLog:
+    def __init__(self, db: Database, node: str):
+        self.db = db
+        self.node = node
+
+    # -- this node's clock and numbering -------------------------------------
+
+    def clock(self) -> tuple[str | None, int]:
+        """(last HLC stamp, last own sequence) of this node."""
+        return self.db.execute("SELECT stamp, own_seq FROM _clock").fetchone()
+
+    def set_clock(self, stamp: str, own_seq: int) -> None:
+        self.db.execute("UPDATE _clock SET stamp = ?, own_seq = ?", (stamp, own_seq))
+
+    def set_stamp(self, stamp: str) -> None:
+        self.db.execute("UPDATE _clock SET stamp = ?", (stamp,))
+
+    def never_renumber(self, own_seq: int) -> None:
+        """Our own changes came back (say, after this database was restored from
+        a backup): never number a new write like one already made."""
+        self.db.execute("UPDATE _clock SET own_seq = max(own_seq, ?)", (own_seq,))
+
+    # -- appending ---------------------------------------------------------------
+
+    def append_own(self, change: dict) -> Entry:
+        """Log one of this node's fresh changes (never a duplicate)."""
+        body = encode(change)
+        cur = self.db.execute(
+            "INSERT INTO _changes(origin, origin_seq, body) VALUES (?, ?, ?)",
+            (change["o"], change["n"], body),
+        )
+        return cur.lastrowid, body
+
+    def append(self, new: list[dict]) -> list[Entry]:
+        """Log changes from elsewhere; seqs follow on from the last one, as the
+        log's INTEGER PRIMARY KEY numbers them inside our exclusive transaction."""
+        bodies = [encode(ch) for ch in new]
+        first = self.max_seq() + 1
+        self.db.executemany(
+            "INSERT INTO _changes(origin, origin_seq, body) VALUES (?, ?, ?)",
+            [(ch["o"], ch["n"], body) for ch, body in zip(new, bodies, strict=True)],
+        )
+        return list(zip(range(first, first + len(new)), bodies, strict=True))
+
+    # -- what is held ------------------------------------------------------------
+
+    def held(self) -> dict[str, int]:
+        """For every origin, the highest sequence held with nothing missing below it."""
+        held = dict(self.db.execute("SELECT origin, held FROM _origins"))
+        own = self.clock()[1]
+        if own:  # this node's own changes are numbered by _clock, without gaps
+            held[self.node] = own
+        return held
+
+    def unheld(self, batch: list[dict], held: dict[str, int]) -> tuple[list, dict]:
+        """The changes of ``batch`` not held here yet, and each origin's new held
+        mark. Records early arrivals in _early (inside the open transaction).
+
+        A change at or below its origin's mark is held. One just above moves
+        the mark (and past any early arrivals it joins up with). One further
+        ahead is new unless recorded in _early, where it is then recorded.
+        """
+        marks: dict[str, int] = {}
+        has_early: dict[str, bool] = {}
+        early_here: set[tuple[str, int]] = set()
+        new = []
+        ex = self.db.execute
+        for ch in batch:
+            origin, n = ch["o"], ch["n"]
+            mark = marks.get(origin)
+            if mark is None:
+                mark = marks[origin] = held.get(origin, 0)
+                has_early[origin] = bool(
+                    ex("SELECT 1 FROM _early WHERE origin = ? LIMIT 1", (origin,)).fetchone()
+                )
+            if n <= mark:
+                continue
+            if n == mark + 1:
+                new.append(ch)
+                mark = n
+                while has_early[origin] or early_here:
+                    nxt = (origin, mark + 1)
+                    if nxt in early_here:
+                        early_here.discard(nxt)
+                    elif not (
+                        has_early[origin]
+                        and ex(
+                            "DELETE FROM _early WHERE origin = ? AND origin_seq = ?", nxt
+                        ).rowcount
+                    ):
+                        break
+                    mark += 1
+                marks[origin] = mark
+                continue
+            key = (origin, n)
+            if key in early_here or (
+                has_early[origin]
+                and ex("SELECT 1 FROM _early WHERE origin = ? AND origin_seq = ?", key).fetchone()
+            ):
+                continue
+            early_here.add(key)
+            new.append(ch)
+        if early_here:
+            self.db.executemany("INSERT INTO _early VALUES (?, ?)", sorted(early_here))
+        return new, marks
+
+    def save_marks(self, marks: dict[str, int], held: dict[str, int]) -> None:
+        """Store the held marks that moved (this node's own are kept by _clock)."""
+        for origin, mark in marks.items():
+            if mark != held.get(origin, 0) and origin != self.node:
+                self.db.execute(
+                    "INSERT INTO _origins(origin, held) VALUES (?, ?)"
+                    " ON CONFLICT(origin) DO UPDATE SET held = excluded.held",
+                    (origin, mark),
+                )
+
+    # -- reading -----------------------------------------------------------------
+
+    def max_seq(self) -> int:
+        return self.db.execute("SELECT coalesce(max(seq), 0) FROM _changes").fetchone()[0]
+
+    def changes_after(self, seq: int, limit: int) -> list[tuple[int, str, str, int]]:
+        """(seq, body, origin, origin_seq) of logged changes after ``seq``, in log order."""
+        return self.db.execute(
+            "SELECT seq, body, origin, origin_seq FROM _changes WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        ).fetchall()
+
+    def count_unheld(self, after: int, held: dict[str, int]) -> int:
+        """How many changes logged after ``after`` a holder of ``held`` lacks (reads only;
+        ``held`` is a copy the count may change)."""
+        count, seq = 0, after
+        while rows := self.changes_after(seq, 10_000):
+            for _seq, _body, origin, n in rows:
+                count += take_unheld(held, origin, n)
+            seq = rows[-1][0]
+        return count
+
+    # -- cursors -----------------------------------------------------------------
+
+    def cursor(self, peer: str, direction: str) -> int:
+        row = self.db.execute(
+            "SELECT seq FROM _cursors WHERE peer = ? AND direction = ?", (peer, direction)
+        ).fetchone()
+        return row[0] if row else 0
+
+    def set_cursor(self, peer: str, direction: str, seq: int) -> None:
+        self.db.execute(
+            "INSERT INTO _cursors VALUES (?, ?, ?) ON CONFLICT(peer, direction)"
+            " DO UPDATE SET seq = max(seq, excluded.seq)",
+            (peer, direction, seq),
+        )
+
+    def cursors(self) -> list[dict]:
+        return [
+            {"peer": p, "direction": d, "seq": s}
+            for p, d, s in self.db.execute("SELECT peer, direction, seq FROM _cursors")
+        ]
+
+    def pending(self, targets: Iterable[str]) -> int:
+        """Changes in the log not yet acknowledged by every push target."""
+        acked = min((self.cursor(t, "push") for t in targets), default=0)
+        return self.db.execute("SELECT count(*) FROM _changes WHERE seq > ?", (acked,)).fetchone()[
+            0
+        ]

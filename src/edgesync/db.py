@@ -1,0 +1,172 @@
+"""The database: one SQLite file per node, how it is opened, and its schema.
+
+Bookkeeping tables (names begin with ``_``)::
+
+    _meta(key, value)                    schema_version, stream_epoch, stream_gap_from
+    _clock(one, stamp, own_seq)          this node's last HLC stamp and own sequence
+    _changes(seq, origin, origin_seq, body)   the change log (see changelog.py)
+    _early(origin, origin_seq)           changes logged ahead of their origin's held mark
+    _origins(origin, held)               per origin, the highest sequence held without gaps
+    _cursors(peer, direction, seq)       sync positions per peer
+    _refusals(at, peer, action, rule)    sessions refused by the policy
+
+Each synced table ``T`` is stored as::
+
+    T(id PRIMARY KEY, <columns>, _code, _want, slug, _deleted,
+      _v_<column> ..., _v__code)
+
+``_v_*`` hold the stamp of the change that last set each column; ``_want`` is
+the slug the record asks for and ``slug`` the one it holds after clashes are
+settled (see slug_settlement.py). Rowids, where SQLite keeps them, never leave
+the node.
+
+``SCHEMA_VERSION`` is written at ``init`` and read at every open: a database
+made by a newer release is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .config import Config, TableSpec
+from .errors import BadInput
+
+SCHEMA_VERSION = 1
+# Measured by benchmarks/bench_store.py: see README ("Storage layout").
+WITHOUT_ROWID = False
+IN_CHUNK = 500  # ids per "IN (...)" query: far below SQLite's limit on parameters
+
+
+def q(name: str) -> str:
+    """An SQL identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Database:
+    """The node's SQLite connection (WAL) and its schema."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        # check_same_thread=False: the relay's publisher thread never touches
+        # the database, but the connection may be closed from another thread.
+        self.conn = sqlite3.connect(
+            config.db_path, isolation_level=None, timeout=60, check_same_thread=False
+        )
+        self.execute = self.conn.execute
+        self.executemany = self.conn.executemany
+        self.execute("PRAGMA journal_mode=WAL")
+        sync = "FULL" if config.durability == "full" else "NORMAL"
+        self.execute(f"PRAGMA synchronous={sync}")
+        self.execute("PRAGMA busy_timeout=60000")
+        self.execute("PRAGMA cache_size=-16000")
+        # Checkpoints every 1,000 pages (the default) cost a third of the write rate.
+        self.execute("PRAGMA wal_autocheckpoint=20000")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT; rolls back on any error."""
+        self.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.execute("ROLLBACK")
+            raise
+        self.execute("COMMIT")
+
+    # -- _meta ----------------------------------------------------------------
+
+    def meta(self, key: str):
+        row = self.execute("SELECT value FROM _meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    # -- schema ---------------------------------------------------------------
+
+    def init_schema(self) -> None:
+        """Create the schema; harmless to run again. New columns in the config
+        are added to existing tables."""
+        with self.transaction():
+            ex = self.execute
+            ex("CREATE TABLE IF NOT EXISTS _meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID")
+            self._check_version()
+            ex(
+                "CREATE TABLE IF NOT EXISTS _clock(one INTEGER PRIMARY KEY CHECK (one = 1),"
+                " stamp TEXT, own_seq INTEGER NOT NULL)"
+            )
+            ex("INSERT OR IGNORE INTO _clock VALUES (1, NULL, 0)")
+            ex(
+                "CREATE TABLE IF NOT EXISTS _changes(seq INTEGER PRIMARY KEY,"
+                " origin TEXT NOT NULL, origin_seq INTEGER NOT NULL, body TEXT NOT NULL)"
+            )
+            # With _origins this is all duplicate detection needs, so the log
+            # itself carries no index but its seq.
+            ex(
+                "CREATE TABLE IF NOT EXISTS _early(origin TEXT NOT NULL,"
+                " origin_seq INTEGER NOT NULL, PRIMARY KEY (origin, origin_seq)) WITHOUT ROWID"
+            )
+            ex(
+                "CREATE TABLE IF NOT EXISTS _origins(origin TEXT PRIMARY KEY,"
+                " held INTEGER NOT NULL) WITHOUT ROWID"
+            )
+            ex(
+                "CREATE TABLE IF NOT EXISTS _cursors(peer TEXT NOT NULL, direction TEXT NOT NULL,"
+                " seq INTEGER NOT NULL, PRIMARY KEY (peer, direction)) WITHOUT ROWID"
+            )
+            ex(
+                "CREATE TABLE IF NOT EXISTS _refusals(at TEXT NOT NULL, peer TEXT NOT NULL,"
+                " action TEXT NOT NULL, rule TEXT NOT NULL)"
+            )
+            ex("INSERT OR IGNORE INTO _meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+            for spec in self.config.tables.values():
+                self._create_table(spec)
+
+    def check_schema(self) -> None:
+        """Refuse a database that was never initialised or that a newer release made."""
+        row = self.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='_changes'"
+        ).fetchone()
+        if not row:
+            raise BadInput(f"database not initialised: run `edgesync init` ({self.config.db_path})")
+        self._check_version()
+
+    def _check_version(self) -> None:
+        version = self.meta("schema_version")
+        if version is not None and int(version) > SCHEMA_VERSION:
+            raise BadInput(
+                f"database schema version {version} is newer than this edgesync knows "
+                f"(it reads versions up to {SCHEMA_VERSION}): {self.config.db_path}"
+            )
+
+    def _create_table(self, spec: TableSpec) -> None:
+        t = q(spec.name)
+        exists = self.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (spec.name,)
+        ).fetchone()
+        if not exists:
+            cols = ", ".join(q(c) for c in spec.columns)
+            vers = ", ".join(f"{q('_v_' + c)} TEXT" for c in spec.columns)
+            suffix = " WITHOUT ROWID" if WITHOUT_ROWID else ""
+            self.execute(
+                f"CREATE TABLE {t}(id TEXT PRIMARY KEY NOT NULL, {cols}, _code TEXT,"
+                f" _want TEXT, slug TEXT, _deleted INTEGER NOT NULL DEFAULT 0, {vers},"
+                f" _v__code TEXT){suffix}"
+            )
+        else:
+            have = {r[1] for r in self.execute(f"PRAGMA table_info({t})")}
+            for c in spec.columns:
+                if c not in have:
+                    self.execute(f"ALTER TABLE {t} ADD COLUMN {q(c)}")
+                    self.execute(f"ALTER TABLE {t} ADD COLUMN {q('_v_' + c)} TEXT")
+        self.execute(
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {q(spec.name + '_slug')} ON {t}(slug)"
+            " WHERE _deleted = 0 AND slug IS NOT NULL"
+        )
+        self.execute(
+            f"CREATE INDEX IF NOT EXISTS {q(spec.name + '_want')} ON {t}(_want)"
+            " WHERE _want IS NOT NULL"
+        )

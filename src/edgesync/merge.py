@@ -1,0 +1,133 @@
+"""Merging changes into the tables: per-column last-writer-wins by HLC stamp.
+
+Local writes and changes from peers take the same path (``Merger.apply``):
+the changes not held yet are logged, then upserted so that each column keeps
+the value with the newest stamp (``_v_<column>``; node names break ties, as
+they are part of the stamp), deletes become tombstones, and slugs are settled.
+Applying a change twice, or the same changes in any order, leaves the same
+visible content.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import slug_settlement
+from .changelog import ChangeLog, Entry
+from .changes import CODE_COLUMN
+from .config import Config, TableSpec
+from .db import IN_CHUNK, Database, q
+
+
+@dataclass
+class ApplyResult:
+    """What applying a batch did: new changes logged, duplicates skipped,
+    and changes that lost at least one column to a newer stamp (conflicts)."""
+
+    applied: int = 0
+    skipped: int = 0
+    conflicts: int = 0
+    last_stamp: str | None = None
+
+
+class Merger:
+    def __init__(self, db: Database, config: Config, log: ChangeLog):
+        self.db = db
+        self.config = config
+        self.log = log
+        self._sql = {spec.name: _statements(spec) for spec in config.tables.values()}
+
+    def apply(self, batch: list[dict], local: bool = False) -> tuple[ApplyResult, list[Entry]]:
+        """Log and apply changes (already validated) inside the open transaction;
+        returns what it did and the log entries it made.
+
+        ``local`` marks this node's own fresh writes, which cannot be duplicates
+        or conflicts, so their checks are skipped.
+        """
+        result = ApplyResult()
+        if local:
+            new = batch
+            entries = [self.log.append_own(ch) for ch in batch]
+        else:
+            held = self.log.held()
+            new, marks = self.log.unheld(batch, held)
+            result.skipped = len(batch) - len(new)
+            entries = self.log.append(new) if new else []
+            self.log.save_marks(marks, held)
+        result.applied = len(new)
+        if not new:
+            return result, entries
+        result.last_stamp = max(ch["h"] for ch in new)
+        by_table: dict[str, list[dict]] = {}
+        own = 0
+        for ch in new:
+            by_table.setdefault(ch["t"], []).append(ch)
+            if ch["o"] == self.config.name:
+                own = max(own, ch["n"])
+        for table, chs in by_table.items():
+            result.conflicts += self._upsert(self.config.tables[table], chs, local)
+        if own and not local:
+            self.log.never_renumber(own)
+        return result, entries
+
+    def _upsert(self, spec: TableSpec, chs: list[dict], local: bool) -> int:
+        sql = self._sql[spec.name]
+        names = sql["names"]
+        conflicts = 0
+        if not local:
+            ids = list({ch["i"] for ch in chs})
+            before: dict[str, tuple] = {}
+            for i in range(0, len(ids), IN_CHUNK):
+                part = ids[i : i + IN_CHUNK]
+                query = sql["versions"].replace("?", ",".join("?" * len(part)))
+                for row in self.db.execute(query, part):
+                    before[row[0]] = row
+            for ch in chs:
+                old = before.get(ch["i"])
+                # A conflict: a column this change sets already holds a newer stamp.
+                if old is not None:
+                    d, stamp = ch["d"], ch["h"]
+                    if any((v := old[k]) is not None and v > stamp for k, c in names if c in d):
+                        conflicts += 1
+        params = []
+        for ch in chs:
+            d, stamp = ch["d"], ch["h"]
+            row = [ch["i"]]
+            for _k, c in names:
+                if c in d:
+                    row += (d[c], stamp)
+                else:
+                    row += (None, None)
+            row.append(1 if ch["k"] == "del" else 0)
+            params.append(row)
+        self.db.executemany(sql["upsert"], params)
+        if spec.slug:
+            slug_settlement.settle(self.db, spec, list({ch["i"]: None for ch in chs}))
+        return conflicts
+
+
+def _statements(spec: TableSpec) -> dict:
+    t = q(spec.name)
+    names = (*spec.columns, CODE_COLUMN)
+    insert_cols = ["id"]
+    sets = []
+    for c in names:
+        v = q("_v_" + c)
+        insert_cols += [q(c), v]
+        newer = f"excluded.{v} > coalesce({t}.{v}, '')"
+        sets.append(f"{q(c)} = CASE WHEN {newer} THEN excluded.{q(c)} ELSE {t}.{q(c)} END")
+        sets.append(f"{v} = CASE WHEN {newer} THEN excluded.{v} ELSE {t}.{v} END")
+    insert_cols.append("_deleted")
+    sets.append(f"_deleted = max({t}._deleted, excluded._deleted)")
+    marks = ", ".join("?" * len(insert_cols))
+    upsert = (
+        f"INSERT INTO {t}({', '.join(insert_cols)}) VALUES ({marks})"
+        f" ON CONFLICT(id) DO UPDATE SET {', '.join(sets)}"
+    )
+    version_cols = ", ".join(q("_v_" + c) for c in names)
+    return {
+        "upsert": upsert,
+        "versions": f"SELECT id, {version_cols} FROM {t} WHERE id IN (?)",
+        # (position in a versions row, column name)
+        "names": tuple((k + 1, c) for k, c in enumerate(names)),
+    }

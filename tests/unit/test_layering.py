@@ -1,0 +1,66 @@
+"""The agent's modules import one way: no cycle, and no import inside a function
+that could hide one."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import edgesync
+
+PACKAGE = Path(edgesync.__file__).parent
+
+
+def _imports() -> dict[str, tuple[set[str], list[str]]]:
+    """module -> (edgesync modules it imports at the top, imports made inside functions)."""
+    out = {}
+    for path in sorted(PACKAGE.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        top: set[str] = set()
+        # Top-level imports, those under `if TYPE_CHECKING:` included: a type
+        # is a dependency too.
+        body = [n for n in tree.body if not isinstance(n, ast.If)]
+        body += [n for block in tree.body if isinstance(block, ast.If) for n in block.body]
+        for node in body:
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                if node.module:
+                    top.add(node.module.split(".")[0])
+                else:
+                    top.update(a.name for a in node.names)
+        inner = [
+            f"{path.stem}:{n.lineno}"
+            for f in ast.walk(tree)
+            if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+            for n in ast.walk(f)
+            if isinstance(n, ast.Import | ast.ImportFrom)
+        ]
+        out[path.stem] = (top - {"__init__"}, inner)
+    return out
+
+
+def test_no_module_imports_inside_a_function():
+    assert [i for _top, inner in _imports().values() for i in inner] == []
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = {m: top for m, (top, _inner) in _imports().items()}
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        assert module not in path, f"import cycle: {' -> '.join([*path, module])}"
+        if module in done:
+            return
+        for dep in sorted(graph.get(module, ())):
+            visit(dep, [*path, module])
+        done.add(module)
+
+    for module in graph:
+        visit(module, [])
+
+
+def test_nothing_below_the_store_imports_the_store_or_sync():
+    graph = {m: top for m, (top, _inner) in _imports().items()}
+    below = ["db", "changelog", "merge", "slug_settlement", "reads", "refusals", "relay",
+             "outbox", "changes"]  # fmt: skip
+    for module in below:
+        assert not graph[module] & {"store", "sync", "agent", "cli"}, module

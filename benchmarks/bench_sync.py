@@ -22,24 +22,22 @@ from bench_store import make_batches
 from proc_peak import run_measured
 
 from edgesync.agent import open_store
+from edgesync.config import dump
 from edgesync.localredis import LocalRedis
 from edgesync.localsshd import LocalSshd, keygen
 from edgesync.store import Store
 
-TABLES = '\n[tables.items]\ncolumns = ["section", "title", "body"]\n'
-
 
 def write_config(root: Path, name: str, role: str, farm: str | None, redis: str, peers: dict):
-    lines = ["[node]", f'name = "{name}"', 'location = "LON"', f'role = "{role}"',
-             f'data_dir = "{name.lower()}"', f'redis_url = "{redis}"']  # fmt: skip
-    if farm:
-        lines.append(f'farm = "{farm}"')
-    for peer, (url, prole, pfarm) in peers.items():
-        lines += [f"[peers.{peer}]", f'url = "{url}"', f'role = "{prole}"']
-        if pfarm:
-            lines.append(f'farm = "{pfarm}"')
+    """A config whose peers are {name: (url, role, farm)}."""
+    node = {"name": name, "location": "LON", "role": role, "farm": farm,
+            "data_dir": name.lower(), "redis_url": redis}  # fmt: skip
     path = root / f"{name.lower()}.toml"
-    path.write_text("\n".join(lines) + "\n" + TABLES)
+    path.write_text(dump({
+        "node": node,
+        "peers": {p: {"url": u, "role": r, "farm": f} for p, (u, r, f) in peers.items()},
+        "tables": {"items": {"columns": ["section", "title", "body"]}},
+    }))  # fmt: skip
     return path
 
 
@@ -92,6 +90,7 @@ def main() -> None:
             e1 = write_config(root, "EDGE01", "edge", "a", url, {
                 "EDGE02": ("local:edge02.toml", "edge", "a"),
                 "MASTER01": ("local:master01.toml", "master", None),
+                "MASTER02": ("local:master02.toml", "master", None),
             })  # fmt: skip
             write_config(root, "EDGE02", "edge", "a", url,
                          {"EDGE01": ("local:edge01.toml", "edge", "a")})  # fmt: skip
@@ -105,10 +104,6 @@ def main() -> None:
             (root / "master02" / "known_hosts").write_text(sshd.known_hosts_line())
             sshd.authorize(key, f"{sys.executable} -m edgesync --config {e1} serve --stdio "
                                 "--peer MASTER02")  # fmt: skip
-            e1_text = e1.read_text().replace(
-                "[tables.items]", '[peers.MASTER02]\nurl = "local:master02.toml"\n'
-                'role = "master"\n\n[tables.items]')  # fmt: skip
-            e1.write_text(e1_text)
 
             edge_store = open_init(e1)
             for path in (root / "edge02.toml", m, m2):

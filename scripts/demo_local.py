@@ -12,16 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edgesync import localfleet
 from edgesync.localredis import LocalRedis
 
 ROOT = Path(__file__).resolve().parent.parent / "demo"
-TABLES = """
-[tables.pages]
-columns = ["section", "title", "body"]
-slug = ["section", "title"]
-"""
-
-
 # name: (role, farm, trusted)
 FLEET = {
     "MASTER01": ("master", None, []),
@@ -29,23 +23,6 @@ FLEET = {
     "EDGE01": ("edge", "lon-a", []),
     "EDGE02": ("edge", "lon-a", []),
 }
-
-
-def node_config(name: str, redis_url: str) -> Path:
-    role, farm, trusted = FLEET[name]
-    lines = ["[node]", f'name = "{name}"', 'location = "LON"', f'role = "{role}"',
-             f'data_dir = "{name.lower()}"', f'redis_url = "{redis_url}"']  # fmt: skip
-    if farm:
-        lines.append(f'farm = "{farm}"')
-    if trusted:
-        lines.append(f"trusted = {json.dumps(trusted)}")
-    for other, (orole, ofarm, _t) in FLEET.items():
-        if other != name:
-            lines += ["", f"[peers.{other}]", f'url = "local:{other.lower()}.toml"',
-                      f'role = "{orole}"'] + ([f'farm = "{ofarm}"'] if ofarm else [])  # fmt: skip
-    path = ROOT / f"{name.lower()}.toml"
-    path.write_text("\n".join(lines) + "\n" + TABLES)
-    return path
 
 
 def edgesync(config: Path, *args: str, show: bool = True, expect: int = 0) -> str:
@@ -69,7 +46,7 @@ def main() -> None:
     ROOT.mkdir(parents=True)
     redis = LocalRedis(ROOT / "redis").start()
     try:
-        cfg = {name: node_config(name, redis.url) for name in FLEET}
+        cfg = localfleet.write(ROOT, FLEET, redis.url)
         print(f"# demo in {ROOT}: a master, a node and two edges of farm lon-a")
         print(f"# (one private redis-server on 127.0.0.1:{redis.port})\n")
         for name in FLEET:

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from edgesync.agent import open_store
+from edgesync.config import dump
+from edgesync.localfleet import PAGES
 from edgesync.localredis import LocalRedis
-
-PAGES = {"columns": ["section", "title", "body"], "slug": ["section", "title"]}
 
 
 class RedisServer(LocalRedis):
@@ -43,25 +43,13 @@ def own_redis(tmp_path):
 
 
 def write_config(path: Path, name: str, redis_url: str, role: str = "edge", **extra) -> Path:
+    """One node's config with no peers; ``extra`` sets any other [node] key."""
     farm = extra.pop("farm", "a" if role == "edge" else None)
     tables = extra.pop("tables", {"pages": PAGES})
-    lines = [
-        "[node]",
-        f'name = "{name}"',
-        f'location = "{extra.pop("location", "LON")}"',
-        f'role = "{role}"',
-        f'data_dir = "{name.lower()}-data"',
-        f'redis_url = "{redis_url}"',
-    ]
-    if farm:
-        lines.append(f'farm = "{farm}"')
-    for key, value in extra.items():
-        lines.append(f"{key} = {json.dumps(value)}")
-    for tname, spec in tables.items():
-        lines += ["", f"[tables.{tname}]", f"columns = {json.dumps(spec['columns'])}"]
-        if spec.get("slug"):
-            lines.append(f"slug = {json.dumps(spec['slug'])}")
-    path.write_text("\n".join(lines) + "\n")
+    node = {"name": name, "location": extra.pop("location", "LON"), "role": role,
+            "data_dir": f"{name.lower()}-data", "redis_url": redis_url, "farm": farm,
+            **extra}  # fmt: skip
+    path.write_text(dump({"node": node, "tables": tables}))
     return path
 
 

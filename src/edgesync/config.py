@@ -36,6 +36,7 @@ fails at start with a message naming the key and the value.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -273,3 +274,30 @@ def load(path: str | os.PathLike | None = None) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid config {p}: not valid TOML: {exc}") from None
     return parse(data, p.resolve())
+
+
+def dump(data: dict) -> str:
+    """TOML text of a config in the shape ``parse`` takes ({"node": {...},
+    "peers": {NAME: {...}}, "tables": {NAME: {...}}}); None values are left out.
+    The one writer of agent configs in Python (the Ansible role renders its own
+    from the inventory)."""
+
+    def value(v: object) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, str | os.PathLike):
+            return json.dumps(os.fspath(v), ensure_ascii=False)  # a valid TOML basic string
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        raise TypeError(f"cannot write {v!r} to a config")
+
+    def section(header: str, keys: dict) -> list[str]:
+        return [f"[{header}]", *(f"{k} = {value(v)}" for k, v in keys.items() if v is not None)]
+
+    lines = section("node", data.get("node", {}))
+    for kind in ("peers", "tables"):
+        for name, keys in data.get(kind, {}).items():
+            lines += ["", *section(f"{kind}.{name}", keys)]
+    return "\n".join(lines) + "\n"

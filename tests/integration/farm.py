@@ -7,14 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from edgesync import localfleet
 from edgesync.agent import open_store
 from edgesync.store import Store
-
-TABLES = """
-[tables.pages]
-columns = ["section", "title", "body"]
-slug = ["section", "title"]
-"""
 
 # name: (role, farm, trusted)
 SEVEN = {
@@ -29,37 +24,16 @@ SEVEN = {
 
 
 class Farm:
-    def __init__(self, root: Path, redis_url: str, nodes: dict, extra: str = ""):
+    def __init__(self, root: Path, redis_url: str, nodes: dict, **node_keys):
         self.root = root
         self.nodes = nodes
-        for name, (role, farm, trusted) in nodes.items():
-            lines = [
-                "[node]",
-                f'name = "{name}"',
-                'location = "LON"',
-                f'role = "{role}"',
-                f'data_dir = "{name.lower()}"',
-                f'redis_url = "{redis_url}"',
-            ]
-            if farm:
-                lines.append(f'farm = "{farm}"')
-            if trusted:
-                lines.append(f"trusted = {json.dumps(list(trusted))}")
-            lines.append(extra)
-            for other, (orole, ofarm, _t) in nodes.items():
-                if other == name:
-                    continue
-                lines += ["", f"[peers.{other}]", f'url = "local:{other.lower()}.toml"']
-                lines.append(f'role = "{orole}"')
-                if ofarm:
-                    lines.append(f'farm = "{ofarm}"')
-            (root / f"{name.lower()}.toml").write_text("\n".join(lines) + "\n" + TABLES)
+        localfleet.write(root, nodes, redis_url, **node_keys)
         self.stores: dict[str, Store] = {}
         for name in nodes:
             self.store(name).init()
 
     def config_path(self, name: str) -> Path:
-        return self.root / f"{name.lower()}.toml"
+        return localfleet.config_path(self.root, name)
 
     def store(self, name: str) -> Store:
         if name not in self.stores:

@@ -186,7 +186,7 @@ def test_killing_the_receiver_mid_push_loses_nothing(tmp_path, redis_server):
     redis_server.client().flushall()
     pair = Farm(tmp_path, redis_server.url, {"EDGE01": ("edge", "a", ()),
                                              "EDGE02": ("edge", "a", ())},
-                extra="batch_size = 500")  # fmt: skip
+                batch_size=500)  # fmt: skip
     try:
         sender = pair.store("EDGE01")
         total = 20_000

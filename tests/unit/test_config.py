@@ -67,3 +67,21 @@ def test_relative_data_dir_is_taken_from_the_config_file(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[node]\nname="M1"\nlocation="LON"\nrole="master"\ndata_dir="d"\n')
     assert load(path).data_dir == tmp_path / "d"
+
+
+def test_dump_writes_what_parse_reads(tmp_path):
+    import tomllib
+
+    from edgesync.config import dump
+
+    data = {
+        "node": {"name": "NODE01", "location": "LON", "role": "node", "data_dir": "d",
+                 "redis_url": "redis://127.0.0.1:1/0", "trusted": ["MASTER01"],
+                 "batch_size": 7, "farm": None},
+        "peers": {"MASTER01": {"url": 'local:/a "quoted" path.toml', "role": "master"}},
+        "tables": {"pages": {"columns": ["title", "body"], "slug": ["title"]}},
+    }  # fmt: skip
+    cfg = parse(tomllib.loads(dump(data)), tmp_path / "c.toml")
+    assert (cfg.name, cfg.role, cfg.trusted, cfg.batch_size) == ("NODE01", "node", ("MASTER01",), 7)
+    assert cfg.peers["MASTER01"].url == 'local:/a "quoted" path.toml'
+    assert cfg.tables["pages"].slug == ("title",)

@@ -8,9 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 EDGES = {"edge01": "lxd", "edge02": "docker", "edge03": "lxd", "edge04": "docker"}
-AGENT = ["runuser", "-u", "edgesync", "--", "edgesync", "--config", "/etc/edgesync/edgesync.toml"]
+# The agent's user, command and config: the facts every role shares.
+FACTS = yaml.safe_load((ROOT / "playbooks/group_vars/all/edgesync.yml").read_text())
+AGENT = ["runuser", "-u", FACTS["edgesync_user"], "--", FACTS["edgesync_agent"],
+         "--config", FACTS["edgesync_config_path"]]  # fmt: skip
 
 
 def agent(host: str, provider: str, *args: str) -> str:

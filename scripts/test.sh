@@ -5,8 +5,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 echo "== lint"
-.venv/bin/ruff check src tests benchmarks scripts
-.venv/bin/ruff format --check src tests benchmarks scripts
+.venv/bin/ruff check src tests benchmarks scripts plugins
+.venv/bin/ruff format --check src tests benchmarks scripts plugins
 
 echo "== ansible: syntax and lint (production profile)"
 export PATH="$PWD/.venv/bin:$PATH"

@@ -1,22 +1,25 @@
-"""Topology filters: the inventory seen through the agent's own policy.
+"""Topology filters: the inventory seen through the agent's own code.
 
-The policy table lives once, in ``edgesync.policy``; these filters only apply
-it to the hosts of an inventory, so validation, peer lists, authorized keys and
-sync timers all follow the same rules the agents enforce.
+The policy lives once, in ``edgesync.policy``, and the plan drawn from it (links,
+stages, unit names, callers, peers) in ``edgesync.topology``; each host's config
+is written and checked by ``edgesync.config``. These filters only turn an
+inventory into the agent's terms, so validation, configs, authorized keys and
+sync timers follow the same rules the agents enforce.
 """
 
 from __future__ import annotations
 
-from edgesync.config import FARM_RE, ROLES
-from edgesync.ids import LOCATION_RE, NODE_NAME_RE
-from edgesync.policy import ACTIONS, Party, may_accept, may_initiate
+import tomllib
+
+from edgesync import topology
+from edgesync.config import ConfigError, dump, parse
 
 PROVIDERS = ("lxd", "docker")
-ROLE_GROUPS = {"master": "masters", "node": "nodes", "edge": "edges"}
-
-
-def _party(host: dict) -> Party:
-    return Party(host["name"], host["role"], host.get("farm"), tuple(host.get("trusted") or ()))
+# Where provisioning makes containers; other provider hosts are refused until
+# provisioning on them is built, rather than quietly made here.
+PROVIDER_HOSTS = ("localhost",)
+# Stands in for addresses, known only once hosts are provisioned, when validating.
+UNKNOWN_ADDRESS = "0.0.0.0"
 
 
 def edgesync_fleet(hostvars, hosts: list[str]) -> list[dict]:
@@ -35,6 +38,7 @@ def edgesync_fleet(hostvars, hosts: list[str]) -> list[dict]:
                 "farm": hv.get("edgesync_farm"),
                 "trusted": list(hv.get("edgesync_trusted") or []),
                 "provider": hv.get("edgesync_provider"),
+                "provider_host": hv.get("edgesync_provider_host", "localhost"),
                 "groups": list(hv.get("group_names") or []),
                 "address": hv.get("edgesync_address"),
             }
@@ -42,133 +46,90 @@ def edgesync_fleet(hostvars, hosts: list[str]) -> list[dict]:
     return fleet
 
 
-def edgesync_links(fleet: list[dict]) -> list[dict]:
-    """The sync links the fleet runs on timers, in topology order: edges push to
-    their farm peers, nodes pull from their edges, push to and pull from their
-    masters, then push back down to their edges."""
-    by_role = {r: [h for h in fleet if h["role"] == r] for r in ROLES}
-    stages: list[list[dict]] = [[], [], [], [], []]
-    for edge in by_role["edge"]:
-        for other in by_role["edge"]:
-            if other is not edge and other.get("farm") == edge.get("farm"):
-                stages[0].append(_link(edge, "push", other))
-    names = {h["name"]: h for h in fleet}
-    for node in by_role["node"]:
-        for trusted in node.get("trusted") or []:
-            target = names.get(trusted)
-            if target is None:
-                continue
-            if target["role"] == "edge":
-                stages[1].append(_link(node, "pull", target))
-                stages[4].append(_link(node, "push", target))
-            elif target["role"] == "master":
-                stages[2].append(_link(node, "push", target))
-                stages[3].append(_link(node, "pull", target))
-    return [dict(link, stage=k) for k, stage in enumerate(stages) for link in stage]
-
-
-def _link(initiator: dict, action: str, target: dict) -> dict:
-    return {
-        "label": f"{initiator['name']} {action} {target['name']}",
-        "unit": f"edgesync-{action}-{target['name'].lower()}",
-        "initiator": initiator["name"],
-        "initiator_host": initiator["host"],
-        "action": action,
-        "target": target["name"],
-        "target_host": target["host"],
+def edgesync_agent_config(
+    fleet: list[dict], name: str, settings: dict, with_peers: bool = True
+) -> dict:
+    """The agent config of host ``name`` (the shape ``edgesync.config.parse`` takes):
+    its own settings and, ``with_peers``, its peers as the topology draws them,
+    reached over ssh as ``settings.user``. ``settings`` holds user, data_dir,
+    redis_url, batch_size, max_clock_skew_ms and tables."""
+    me = next(h for h in fleet if h["name"] == name)
+    home = settings["data_dir"]
+    node = {
+        "name": me["name"], "location": me["location"], "role": me["role"],
+        "farm": me.get("farm") or None, "trusted": list(me.get("trusted") or []) or None,
+        "data_dir": home, "redis_url": settings["redis_url"],
+        "batch_size": settings["batch_size"], "max_clock_skew_ms": settings["max_clock_skew_ms"],
+        "ssh_key": f"{home}/.ssh/id_ed25519", "known_hosts": f"{home}/.ssh/known_hosts",
+    }  # fmt: skip
+    peers = {
+        p["name"]: {
+            "url": f"ssh://{settings['user']}@{p.get('address') or UNKNOWN_ADDRESS}:22",
+            "role": p["role"],
+            "farm": p.get("farm") or None,
+        }
+        for p in (topology.peers(fleet, name) if with_peers else [])
     }
+    return {"node": node, "peers": peers, "tables": settings.get("tables") or {}}
 
 
-def edgesync_callers(fleet: list[dict], name: str) -> list[str]:
-    """Names the policy lets call ``name`` (for some action): its authorized keys."""
-    hosts = {h["name"]: h for h in fleet}
-    me = _party(hosts[name])
-    return sorted(
-        h["name"]
-        for h in fleet
-        if h["name"] != name and any(may_accept(me, a, _party(h)) for a in ACTIONS)
-    )
+def edgesync_toml(config: dict) -> str:
+    """An agent config as TOML, written by the agent's own writer."""
+    return dump(config)
 
 
-def edgesync_peers(fleet: list[dict], name: str) -> list[dict]:
-    """The peer entries of ``name``'s config: who it syncs with and who may call it."""
-    wanted = set(edgesync_callers(fleet, name))
-    wanted |= {lk["target"] for lk in edgesync_links(fleet) if lk["initiator"] == name}
-    return [h for h in fleet if h["name"] in wanted]
-
-
-def edgesync_topology_errors(fleet: list[dict], extra_links: list | None = None) -> list[str]:
-    """Every violation in the fleet, each a sentence naming the host."""
+def edgesync_topology_errors(fleet: list[dict], extra_links: list, settings: dict) -> list[str]:
+    """Every violation in the fleet, each a sentence naming the host: inventory
+    groups and providers here, each host's agent config (made with ``settings``,
+    as the agent role writes it) by the agent's own parser, and the topology
+    across hosts by edgesync.topology."""
     errors = []
-    seen: dict[str, str] = {}
     for h in fleet:
         where = f"host {h['host']}"
-        name = h.get("name")
-        if not isinstance(name, str) or not NODE_NAME_RE.match(name):
-            errors.append(f"{where}: edgesync_name {name!r} must match [A-Z0-9]{{1,16}}")
-        elif name in seen:
-            errors.append(f"{where}: edgesync_name {name} is also {seen[name]}'s")
-        else:
-            seen[name] = h["host"]
-        loc = h.get("location")
-        if not isinstance(loc, str) or not LOCATION_RE.match(loc):
-            errors.append(f"{where}: edgesync_location {loc!r} must match [A-Z0-9]{{2,8}}")
         role = h.get("role")
-        if role not in ROLES:
-            errors.append(f"{where}: edgesync_role {role!r} must be master, node or edge")
-        elif ROLE_GROUPS[role] not in h["groups"]:
-            errors.append(f"{where}: role {role} but not in group {ROLE_GROUPS[role]}")
-        for r, group in ROLE_GROUPS.items():
-            if r != role and group in h["groups"]:
-                errors.append(f"{where}: in group {group} but edgesync_role is {role!r}")
-        farm = h.get("farm")
-        if role == "edge" and (not isinstance(farm, str) or not FARM_RE.match(farm)):
-            errors.append(f"{where}: an edge needs edgesync_farm (got {farm!r})")
-        if role != "edge" and farm:
-            errors.append(f"{where}: only edges belong to a farm (edgesync_farm {farm!r})")
+        group = topology.ROLE_GROUPS.get(role)
+        if group and group not in h["groups"]:
+            errors.append(f"{where}: role {role} but not in group {group}")
+        for r, other in topology.ROLE_GROUPS.items():
+            if r != role and other in h["groups"]:
+                errors.append(f"{where}: in group {other} but edgesync_role is {role!r}")
         if h.get("provider") not in PROVIDERS:
             errors.append(f"{where}: edgesync_provider {h.get('provider')!r} must be lxd or docker")
-        if h.get("trusted") and role != "node":
-            errors.append(f"{where}: only nodes have edgesync_trusted")
-    names = {h["name"] for h in fleet}
-    for h in fleet:
-        for t in h.get("trusted") or []:
-            if t not in names:
-                errors.append(f"host {h['host']}: trusted name {t} is not a host of the inventory")
-            if t == h.get("name"):
-                errors.append(f"host {h['host']}: a node does not trust itself")
+        if h.get("provider_host") not in PROVIDER_HOSTS:
+            errors.append(
+                f"{where}: edgesync_provider_host {h.get('provider_host')!r}: containers are "
+                f"made on the controller only (localhost) for now"
+            )
+    errors += _config_errors(fleet, settings, with_peers=False)
+    errors += topology.name_errors(fleet)
+    if not errors:
+        errors += _config_errors(fleet, settings, with_peers=True)
     if errors:
         return errors
-    hosts = {h["name"]: h for h in fleet}
-    links = edgesync_links(fleet) + [
-        {"initiator": lk.get("initiator"), "action": lk.get("action"), "target": lk.get("target")}
-        for lk in extra_links or []
-    ]
-    for lk in links:
-        a, b, action = hosts.get(lk["initiator"]), hosts.get(lk["target"]), lk["action"]
-        label = f"link {lk['initiator']} {action} {lk['target']}"
-        if a is None or b is None or action not in ACTIONS:
-            errors.append(f"{label}: unknown host or action")
-            continue
-        for decision in (may_initiate(_party(a), action, _party(b)),
-                         may_accept(_party(b), action, _party(a))):  # fmt: skip
-            if not decision:
-                errors.append(f"{label}: {decision.rule}")
+    return topology.link_errors(fleet, extra_links)
+
+
+def _config_errors(fleet: list[dict], settings: dict, with_peers: bool) -> list[str]:
+    """Each host's agent config, rendered as the agent role renders it and read
+    back by the agent's own parser."""
+    errors = []
+    for h in fleet:
+        try:
+            parse(tomllib.loads(edgesync_toml(edgesync_agent_config(fleet, h["name"], settings,
+                                                                    with_peers))))  # fmt: skip
+        except ConfigError as exc:
+            errors.append(f"host {h['host']}: {exc}")
     return errors
-
-
-def edgesync_unit_names(links: list[dict]) -> list[str]:
-    """The systemd unit names (without suffix) of sync links."""
-    return [link["unit"] for link in links]
 
 
 class FilterModule:
     def filters(self):
         return {
             "edgesync_fleet": edgesync_fleet,
-            "edgesync_links": edgesync_links,
-            "edgesync_callers": edgesync_callers,
-            "edgesync_peers": edgesync_peers,
+            "edgesync_links": topology.links,
+            "edgesync_callers": topology.callers,
+            "edgesync_peers": topology.peers,
+            "edgesync_agent_config": edgesync_agent_config,
+            "edgesync_toml": edgesync_toml,
             "edgesync_topology_errors": edgesync_topology_errors,
-            "edgesync_unit_names": edgesync_unit_names,
         }

@@ -148,6 +148,8 @@ def parse(data: dict, path: Path | None = None) -> Config:
         raise _fail("node.farm", farm, "must match [a-z0-9][a-z0-9_-]{0,62}")
     if role == "edge" and farm is None:
         raise ConfigError("invalid config: node.farm is missing (required for edges)")
+    if role != "edge" and farm is not None:
+        raise _fail("node.farm", farm, "only edges (role = edge) belong to a farm")
     data_dir = _str(node, "data_dir", "node")
     base = path.parent if path is not None else Path.cwd()
     data_path = (base / data_dir).resolve() if not os.path.isabs(data_dir) else Path(data_dir)
@@ -203,6 +205,8 @@ def parse(data: dict, path: Path | None = None) -> Config:
         pfarm = _str(spec, "farm", where, required=False)
         if prole == "edge" and pfarm is None:
             raise ConfigError(f"invalid config: {where}.farm is missing (required for edges)")
+        if prole != "edge" and pfarm is not None:
+            raise _fail(f"{where}.farm", pfarm, "only edges (role = edge) belong to a farm")
         if url.startswith("local:"):
             target = url[len("local:") :]
             if not os.path.isabs(target):

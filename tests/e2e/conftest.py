@@ -12,10 +12,15 @@ from pathlib import Path
 
 import ansible_runner
 import pytest
+import yaml
 from runner_events import lxd_exec_failure
 
 REPO = Path(__file__).resolve().parents[2]
-PROJECT = "edgesync"
+# The facts the roles share (agent user, config path, command), read from their one copy.
+FACTS = yaml.safe_load((REPO / "playbooks/group_vars/all/edgesync.yml").read_text())
+PROJECT = yaml.safe_load((REPO / "roles/lxd_containers/defaults/main.yml").read_text())[
+    "lxd_containers_project"
+]
 
 
 class Fleet:
@@ -86,8 +91,8 @@ class Fleet:
 
     def agent(self, host: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run the agent on a host as its own user, as an operator would."""
-        cmd = ["runuser", "-u", "edgesync", "--", "edgesync", "--config",
-               "/etc/edgesync/edgesync.toml", *args]  # fmt: skip
+        cmd = ["runuser", "-u", FACTS["edgesync_user"], "--", FACTS["edgesync_agent"],
+               "--config", FACTS["edgesync_config_path"], *args]  # fmt: skip
         provider = self.hosts[host]["edgesync_provider"]
         name = f"edgesync-{host}"
         if provider == "lxd":

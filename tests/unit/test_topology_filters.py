@@ -5,13 +5,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "filter"))
 
-from edgesync_topology import (
-    edgesync_callers,
-    edgesync_fleet,
-    edgesync_links,
-    edgesync_peers,
-    edgesync_topology_errors,
-)
+from edgesync_topology import FilterModule
+
+# The filters as playbooks see them.
+FILTERS = FilterModule().filters()
+edgesync_callers = FILTERS["edgesync_callers"]
+edgesync_fleet = FILTERS["edgesync_fleet"]
+edgesync_links = FILTERS["edgesync_links"]
+edgesync_peers = FILTERS["edgesync_peers"]
+edgesync_topology_errors = FILTERS["edgesync_topology_errors"]
 
 
 def host(inv, name, role, farm=None, trusted=(), provider="lxd", groups=None, **extra):
@@ -32,13 +34,20 @@ GOOD = dict([
 ])  # fmt: skip
 
 
+# What the agent role writes into every config besides the topology.
+SETTINGS = {"user": "edgesync", "data_dir": "/var/lib/edgesync",
+            "redis_url": "redis://:pw@127.0.0.1:6379/0", "batch_size": 1000,
+            "max_clock_skew_ms": 300000,
+            "tables": {"pages": {"columns": ["title", "body"], "slug": ["title"]}}}  # fmt: skip
+
+
 def fleet_of(hostvars):
     return edgesync_fleet(hostvars, list(hostvars))
 
 
 def test_a_good_fleet_has_no_errors_and_links_in_topology_order():
     fleet = fleet_of(GOOD)
-    assert edgesync_topology_errors(fleet) == []
+    assert edgesync_topology_errors(fleet, [], SETTINGS) == []
     links = [(lk["initiator"], lk["action"], lk["target"]) for lk in edgesync_links(fleet)]
     assert links == [
         ("EDGE01", "push", "EDGE02"), ("EDGE02", "push", "EDGE01"),
@@ -58,24 +67,30 @@ def test_every_violation_is_listed_at_once():
         host("odd01", "ODD01", "boss"),                          # bad role
         host("edge12", "EDGE12", "edge", farm="x", provider="vm"),  # bad provider
         host("master02", "MASTER02", "master", groups=["edges"]),   # wrong group
+        host("master03", "MASTER03", "master", farm="lon-a"),       # a farm on a master
+        host("edge13", "EDGE13", "edge", farm="x", edgesync_provider_host="lon-host-1"),
     ])  # fmt: skip
-    errors = edgesync_topology_errors(fleet_of(bad))
+    errors = edgesync_topology_errors(fleet_of(bad), [], SETTINGS)
     text = "\n".join(errors)
     for expected in [
-        "host edge09: edgesync_name 'edge09'",
+        "host edge09: invalid config: node.name = 'edge09': must match [A-Z0-9]{1,16}",
         "host edge10: edgesync_name EDGE01 is also edge01's",
-        "host edge11: an edge needs edgesync_farm",
+        "host edge11: invalid config: node.farm is missing (required for edges)",
         "host node02: trusted name NOBODY is not a host",
-        "host odd01: edgesync_role 'boss'",
+        "host odd01: invalid config: node.role = 'boss'",
         "host edge12: edgesync_provider 'vm'",
         "host master02: role master but not in group masters",
+        "host master03: invalid config: node.farm = 'lon-a': only edges",
+        "host edge13: edgesync_provider_host 'lon-host-1'",
     ]:
         assert expected in text, (expected, errors)
 
 
 def test_a_link_that_breaks_the_rules_is_a_violation():
     errors = edgesync_topology_errors(
-        fleet_of(GOOD), [{"initiator": "EDGE01", "action": "push", "target": "MASTER01"}]
+        fleet_of(GOOD),
+        [{"initiator": "EDGE01", "action": "push", "target": "MASTER01"}],
+        SETTINGS,
     )
     assert errors == [
         "link EDGE01 push MASTER01: edges push only to edges of their own farm; "

@@ -1,0 +1,125 @@
+"""The fleet's plan, drawn from the policy: which sync links run and in which
+order, what their timer units are called, who may call whom, and what breaks
+the topology. The Ansible filters, the inventory plugin, ``sync.yml`` and the
+timers role all read it from here.
+
+A fleet is a list of hosts, each a dict with at least ``name``, ``role``,
+``farm`` and ``trusted`` (callers keep more, such as ``host`` and ``address``).
+"""
+
+from __future__ import annotations
+
+from .policy import ACTIONS, Party, may_accept, may_initiate
+
+# The inventory group each role's hosts belong to.
+ROLE_GROUPS = {"master": "masters", "node": "nodes", "edge": "edges"}
+
+# One sync round, in order: an edge's write reaches its farm, then its node,
+# then the master, and comes back down. Each stage is (name, who, action, whom).
+STAGES = (
+    ("edges-push-farm", "edge", "push", "edge"),
+    ("nodes-pull-edges", "node", "pull", "edge"),
+    ("nodes-push-masters", "node", "push", "master"),
+    ("nodes-pull-masters", "node", "pull", "master"),
+    ("nodes-push-edges", "node", "push", "edge"),
+)
+
+
+def party(host: dict) -> Party:
+    return Party(host["name"], host["role"], host.get("farm"), tuple(host.get("trusted") or ()))
+
+
+def unit_name(action: str, target: str) -> str:
+    """The systemd unit (without suffix) that runs ``action`` with ``target``."""
+    return f"edgesync-{action}-{target.lower()}"
+
+
+def _link(stage: str, initiator: dict, action: str, target: dict) -> dict:
+    return {
+        "stage": stage,
+        "label": f"{initiator['name']} {action} {target['name']}",
+        "unit": unit_name(action, target["name"]),
+        "initiator": initiator["name"],
+        "initiator_host": initiator.get("host"),
+        "action": action,
+        "target": target["name"],
+        "target_host": target.get("host"),
+    }
+
+
+def _partners(fleet: list[dict], host: dict, role: str) -> list[dict]:
+    """The hosts of ``role`` that ``host`` runs links with: an edge its farm's
+    other edges, a node the names on its trusted list."""
+    if host["role"] == "edge":
+        return [h for h in fleet if h["role"] == role and h is not host
+                and h.get("farm") == host.get("farm")]  # fmt: skip
+    names = {h["name"]: h for h in fleet}
+    found = [names.get(t) for t in host.get("trusted") or []]
+    return [h for h in found if h is not None and h["role"] == role]
+
+
+def links(fleet: list[dict]) -> list[dict]:
+    """The sync links the fleet runs on timers, stage by stage (STAGES)."""
+    out = []
+    for stage, who, action, whom in STAGES:
+        for host in fleet:
+            if host["role"] == who:
+                out += [_link(stage, host, action, t) for t in _partners(fleet, host, whom)]
+    return out
+
+
+def callers(fleet: list[dict], name: str) -> list[str]:
+    """Names the policy lets call ``name`` (for some action): its authorized keys."""
+    me = party(next(h for h in fleet if h["name"] == name))
+    return sorted(
+        h["name"]
+        for h in fleet
+        if h["name"] != name and any(may_accept(me, a, party(h)) for a in ACTIONS)
+    )
+
+
+def peers(fleet: list[dict], name: str) -> list[dict]:
+    """The hosts ``name``'s config lists as peers: whom it syncs with and who may call it."""
+    wanted = set(callers(fleet, name))
+    wanted |= {lk["target"] for lk in links(fleet) if lk["initiator"] == name}
+    return [h for h in fleet if h["name"] in wanted]
+
+
+def name_errors(fleet: list[dict]) -> list[str]:
+    """Names used twice, and trusted names that are no host (or the host itself)."""
+    out = []
+    seen: dict[str, str] = {}
+    for h in fleet:
+        if h["name"] in seen:
+            first = seen[h["name"]]
+            out.append(f"host {h.get('host')}: edgesync_name {h['name']} is also {first}'s")
+        seen.setdefault(h["name"], h.get("host"))
+    for h in fleet:
+        for t in h.get("trusted") or []:
+            if t not in seen:
+                out.append(f"host {h.get('host')}: trusted name {t} is not a host of the inventory")
+            if t == h["name"]:
+                out.append(f"host {h.get('host')}: a node does not trust itself")
+    return out
+
+
+def link_errors(fleet: list[dict], extra_links: list | None = None) -> list[str]:
+    """Every link (planned, or extra as {initiator, action, target}) that either
+    side of the policy refuses, each a sentence; for a fleet without name errors."""
+    out = []
+    hosts = {h["name"]: h for h in fleet}
+    planned = links(fleet) + [
+        {"initiator": lk.get("initiator"), "action": lk.get("action"), "target": lk.get("target")}
+        for lk in extra_links or []
+    ]
+    for lk in planned:
+        a, b, action = hosts.get(lk["initiator"]), hosts.get(lk["target"]), lk["action"]
+        label = f"link {lk['initiator']} {action} {lk['target']}"
+        if a is None or b is None or action not in ACTIONS:
+            out.append(f"{label}: unknown host or action")
+            continue
+        for decision in (may_initiate(party(a), action, party(b)),
+                         may_accept(party(b), action, party(a))):  # fmt: skip
+            if not decision:
+                out.append(f"{label}: {decision.rule}")
+    return out

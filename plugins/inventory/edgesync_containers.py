@@ -39,7 +39,7 @@ lxd_project: edgesync
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin
 
-ROLE_GROUPS = {"master": "masters", "node": "nodes", "edge": "edges"}
+from edgesync.topology import ROLE_GROUPS
 
 
 def host_entries(records: list[dict]) -> list[dict]:
@@ -94,7 +94,7 @@ class InventoryModule(BaseInventoryPlugin):
             records += self._lxd(project, self.get_option("lxd_endpoint") or None)
         if self.get_option("docker_url"):
             records += self._docker(self.get_option("docker_url"))
-        for group in ("masters", "nodes", "edges"):
+        for group in ROLE_GROUPS.values():
             self.inventory.add_group(group)
         for host in host_entries(records):
             self.inventory.add_host(host["name"])

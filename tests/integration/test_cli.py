@@ -142,3 +142,12 @@ def test_digest_is_one_hex_line_and_changes_with_content(make_node):
     full = node.cli("digest").stdout
     assert len(empty.strip()) == 64 and set(empty.strip()) <= set("0123456789abcdef")
     assert empty != full and full.count("\n") == 1
+
+
+def test_a_database_made_by_a_newer_release_is_refused_not_misread(make_node):
+    node = make_node("EDGE01")
+    node.store.db.execute("UPDATE _meta SET value = 99 WHERE key = 'schema_version'")
+    for args in (("status",), ("put", "pages", "--data", '{"title": "x"}'), ("init",)):
+        res = node.cli(*args)
+        assert res.returncode == 2, (args, res.stderr)
+        assert "schema version 99 is newer" in res.stderr and "up to 1" in res.stderr

@@ -16,13 +16,11 @@ from .store import Store
 def open_store(
     config: Config | str | os.PathLike | None,
     warn: Callable[[str], None] | None = None,
-    redis: bool = True,
 ) -> Store:
-    """The node's store; with ``redis`` (the default) its relay to the outbox too."""
+    """The node's store, with its relay to the Redis outbox (config: a Config, a
+    path, or None for $EDGESYNC_CONFIG)."""
     if not isinstance(config, Config):
         config = load(config)
-    if not redis:
-        return Store(config, warn=warn)
     return Store(
         config, Outbox(config.redis_url, config.name), policy.push_targets_of(config), warn
     )

@@ -19,14 +19,22 @@ def _imports() -> dict[str, tuple[set[str], list[str]]]:
         top: set[str] = set()
         # Top-level imports, those under `if TYPE_CHECKING:` included: a type
         # is a dependency too.
-        body = [n for n in tree.body if not isinstance(n, ast.If)]
-        body += [n for block in tree.body if isinstance(block, ast.If) for n in block.body]
+        blocks = (ast.If, ast.Try)
+        body = [n for n in tree.body if not isinstance(n, blocks)]
+        body += [n for block in tree.body if isinstance(block, blocks) for n in block.body]
         for node in body:
             if isinstance(node, ast.ImportFrom) and node.level == 1:
                 if node.module:
                     top.add(node.module.split(".")[0])
                 else:
                     top.update(a.name for a in node.names)
+            # Absolute imports of the package count the same.
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("edgesync"):
+                rest = node.module.split(".")[1:]
+                top.update(rest[:1] or [a.name for a in node.names])
+            elif isinstance(node, ast.Import):
+                top.update(a.name.split(".")[1] for a in node.names
+                           if a.name.startswith("edgesync."))  # fmt: skip
         inner = [
             f"{path.stem}:{n.lineno}"
             for f in ast.walk(tree)

@@ -93,6 +93,10 @@ class Fleet:
         """Run the agent on a host as its own user, as an operator would."""
         cmd = ["runuser", "-u", FACTS["edgesync_user"], "--", FACTS["edgesync_agent"],
                "--config", FACTS["edgesync_config_path"], *args]  # fmt: skip
+        return self.run(host, *cmd, check=check)
+
+    def run(self, host: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run a command on a host as root."""
         provider = self.hosts[host]["edgesync_provider"]
         name = f"edgesync-{host}"
         if provider == "lxd":
@@ -101,7 +105,7 @@ class Fleet:
             argv = ["docker", "exec", name, *cmd]
         res = subprocess.run(argv, capture_output=True, text=True, timeout=300)
         if check and res.returncode != 0:
-            raise AssertionError(f"{host}: {' '.join(args)}: {res.stderr}")
+            raise AssertionError(f"{host}: {' '.join(cmd)}: {res.stderr}")
         return res
 
     def agent_json(self, host: str, *args: str):

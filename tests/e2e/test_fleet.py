@@ -44,6 +44,16 @@ def test_site_builds_every_host(built, fleet):
         assert status["redis"] == "ok"
 
 
+def test_sshd_takes_keys_only_and_forwards_nothing_for_anyone(built, fleet):
+    for host in fleet.hosts:
+        settings = set(fleet.run(host, "/usr/sbin/sshd", "-T").stdout.splitlines())
+        for line in ("passwordauthentication no", "kbdinteractiveauthentication no",
+                     "allowtcpforwarding no", "allowstreamlocalforwarding no",
+                     "allowagentforwarding no", "x11forwarding no", "permittunnel no",
+                     "permituserenvironment no"):  # fmt: skip
+            assert line in settings, (host, line)
+
+
 def test_a_second_run_changes_nothing(built, fleet, say):
     second = fleet.playbook("site.yml")
     report(say, "site.yml again (no changes)", second)

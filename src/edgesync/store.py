@@ -4,9 +4,9 @@ SQLite is the source of truth. A write stores the row and its change record in
 one transaction (db.py), stamped by this node's hybrid logical clock (hlc.py)
 and numbered in the change log (changelog.py); changes from peers are
 validated whole, then take the same path through the merge (merge.py). Once a
-transaction commits, its log entries go to the ``on_commit`` hook (the relay
-to Redis, relay.py, when the store has an outbox); the store itself never
-speaks to Redis.
+transaction commits, its log entries go to one hook, ``Relay.committed``
+(relay.py, when the store has an outbox); the store itself never speaks to
+Redis.
 
 Open a store with ``agent.open_store``, which wires the relay and the push
 targets from the config.
@@ -204,7 +204,7 @@ class Store:
             "farm": self.config.farm,
             "rows": {t: self.rows(t) for t in sorted(self.config.tables)},
             "changes": self.log.max_seq(),
-            "outbox_pending": self.log.pending(self.relay.push_targets if self.relay else ()),
+            "outbox_pending": self.relay.pending() if self.relay else self.log.pending(()),
             "redis": self.relay.redis_state() if self.relay else "down",
             "held": self.log.held(),
             "refusals": refusals.summary(self.db),

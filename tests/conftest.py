@@ -45,6 +45,7 @@ def own_redis(tmp_path):
 def write_config(path: Path, name: str, redis_url: str, role: str = "edge", **extra) -> Path:
     """One node's config with no peers; ``extra`` sets any other [node] key."""
     farm = extra.pop("farm", "a" if role == "edge" else None)
+    extra.setdefault("keys_file", str(path.parent / "fleet_keys"))
     tables = extra.pop("tables", {"pages": PAGES})
     node = {"name": name, "location": extra.pop("location", "LON"), "role": role,
             "data_dir": f"{name.lower()}-data", "redis_url": redis_url, "farm": farm,
@@ -61,6 +62,10 @@ class Node:
         self.store = open_store(config_path)
         self.config = self.store.config
         self.store.init()
+        # The nodes of one test know each other's keys, as the trust role's keys file does.
+        pub = self.config.signing_key.with_name("signing_key.pub").read_text()
+        with open(self.config.keys_file, "a") as fh:
+            fh.write(pub)
 
     @property
     def name(self) -> str:

@@ -41,6 +41,41 @@ class ChangeLog:
         self.db = db
         self.node = node
 
+    # -- this node's origin and chain (signing.py) ------------------------------
+
+    def origin(self) -> str:
+        """The origin this node's changes carry: its name, or NAME.INCARNATION
+        once it started again after a restore."""
+        row = self.db.execute("SELECT origin FROM _signing").fetchone()
+        return row[0] if row else self.node
+
+    def signing_state(self) -> tuple[str, str, int]:
+        """(origin, chain head, confirmed) of this node."""
+        return self.db.execute("SELECT origin, head, confirmed FROM _signing").fetchone()
+
+    def own_chain(self, n: int) -> str | None:
+        row = self.db.execute("SELECT chain FROM _own WHERE n = ?", (n,)).fetchone()
+        return row[0] if row else None
+
+    def confirm(self, n: int) -> None:
+        self.db.execute("UPDATE _signing SET confirmed = max(confirmed, ?)", (n,))
+
+    def heads_of(self, node: str) -> dict[str, list]:
+        """{origin: [n, chain, sig]}: the highest change held here of each origin
+        of ``node`` (its name, NAME.INCARNATION after a restore)."""
+        rows = self.db.execute(
+            "SELECT origin, n, chain, sig FROM _heads WHERE origin = ? OR origin LIKE ?",
+            (node, node + ".%"),
+        )
+        return {origin: [n, value, sig] for origin, n, value, sig in rows}
+
+    def save_heads(self, heads: dict[str, tuple[int, str, str]]) -> None:
+        self.db.executemany(
+            "INSERT INTO _heads VALUES (?, ?, ?, ?) ON CONFLICT(origin) DO UPDATE SET"
+            " n = excluded.n, chain = excluded.chain, sig = excluded.sig WHERE excluded.n > n",
+            [(o, *h) for o, h in heads.items()],
+        )
+
     # -- this node's clock and numbering -------------------------------------
 
     def clock(self) -> tuple[str | None, int]:
@@ -53,26 +88,24 @@ class ChangeLog:
     def set_stamp(self, stamp: str) -> None:
         self.db.execute("UPDATE _clock SET stamp = ?", (stamp,))
 
-    def never_renumber(self, own_seq: int) -> None:
-        """Our own changes came back (say, after this database was restored from
-        a backup): never number a new write like one already made."""
-        self.db.execute("UPDATE _clock SET own_seq = max(own_seq, ?)", (own_seq,))
-
     # -- appending ---------------------------------------------------------------
 
-    def append_own(self, change: dict) -> Entry:
-        """Log one of this node's fresh changes (never a duplicate)."""
-        body = encode(change)
+    def append_own(self, change: dict, body: str, value: str) -> Entry:
+        """Log one of this node's fresh, signed changes (never a duplicate) with
+        its chain value, which becomes the head of this node's chain."""
         cur = self.db.execute(
             "INSERT INTO _changes(origin, origin_seq, body) VALUES (?, ?, ?)",
             (change["o"], change["n"], body),
         )
+        self.db.execute("INSERT INTO _own VALUES (?, ?, ?)", (change["n"], cur.lastrowid, value))
+        self.db.execute("UPDATE _signing SET head = ?", (value,))
         return cur.lastrowid, body
 
-    def append(self, new: list[dict]) -> list[Entry]:
+    def append(self, new: list[dict], bodies: list[str] | None = None) -> list[Entry]:
         """Log changes from elsewhere; seqs follow on from the last one, as the
         log's INTEGER PRIMARY KEY numbers them inside our exclusive transaction."""
-        bodies = [encode(ch) for ch in new]
+        if bodies is None:
+            bodies = [encode(ch) for ch in new]
         first = self.max_seq() + 1
         self.db.executemany(
             "INSERT INTO _changes(origin, origin_seq, body) VALUES (?, ?, ?)",
@@ -87,7 +120,7 @@ class ChangeLog:
         held = dict(self.db.execute("SELECT origin, held FROM _origins"))
         own = self.clock()[1]
         if own:  # this node's own changes are numbered by _clock, without gaps
-            held[self.node] = own
+            held[self.origin()] = own
         return held
 
     def unheld(self, batch: list[dict], held: dict[str, int]) -> tuple[list, dict]:
@@ -145,7 +178,7 @@ class ChangeLog:
     def save_marks(self, marks: dict[str, int], held: dict[str, int]) -> None:
         """Store the held marks that moved (this node's own are kept by _clock)."""
         for origin, mark in marks.items():
-            if mark != held.get(origin, 0) and origin != self.node:
+            if mark != held.get(origin, 0) and origin != self.origin():
                 self.db.execute(
                     "INSERT INTO _origins(origin, held) VALUES (?, ?)"
                     " ON CONFLICT(origin) DO UPDATE SET held = excluded.held",

@@ -1,10 +1,12 @@
 """Change records: the unit that is logged, queued, sent and applied.
 
-A change is a dict, sent and stored as compact JSON:
+A change is a dict, sent and stored as compact JSON in this key order:
 
-    {"o": origin node, "n": origin sequence (1, 2, 3 … per origin),
+    {"o": origin (the node, or NODE.INCARNATION after a restore; signing.py),
+     "n": origin sequence (1, 2, 3 … per origin),
      "h": HLC stamp, "t": table, "i": record ID,
-     "k": "put" | "del", "d": {column: value, ...}}
+     "k": "new" | "put" | "del", "d": {column: value, ...},
+     "p": the origin's chain value before it, "s": the origin's signature}
 
 ``d`` holds only the columns the change sets (a put that edits one column
 carries one column), so concurrent edits to different columns both survive.
@@ -15,16 +17,24 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 from . import hlc
 from .config import Config
 from .errors import BadBatch, BadInput
 from .hlc import HLC_RE
-from .ids import CODE_RE, ID_RE, NODE_NAME_RE
+from .ids import CODE_RE, ID_RE
+from .signing import CHAIN_RE, SIG_RE, Forged, node_of
 
-KINDS = ("put", "del")
+# new: creates a record (only its ID's node may); put: edits one; del: deletes it.
+KINDS = ("new", "put", "del")
 CODE_COLUMN = "_code"
 MAX_INT = 2**63 - 1
+# Origin sequences stay far inside SQLite's integers (and JSON's exact ones), so
+# no peer can push a counter to where adding one fails.
+MAX_SEQ = 2**53 - 1
+ORIGIN_RE = re.compile(r"^[A-Z0-9]{1,16}(\.[A-Z0-9]{8})?$")
+ORDER = ("o", "n", "h", "t", "i", "k", "d", "p", "s")
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
@@ -64,6 +74,20 @@ def check_stamps(changes: object, max_skew_ms: int) -> None:
             )
 
 
+def check_creators(batch: list[dict]) -> None:
+    """A record is created only by the node its ID names: a "new" change in
+    another node's name is refused (Forged), so no origin can make records in
+    another's name or win a slug with a made-up ID."""
+    for ch in batch:
+        if ch["k"] == "new":
+            named = ch["i"].split("-", 1)[0]
+            if named != node_of(ch["o"]):
+                raise Forged(
+                    f"refused: change {ch['o']}:{ch['n']} creates {ch['t']} {ch['i']}, an ID "
+                    f"in {named}'s name; records are created only by the node their ID names"
+                )
+
+
 def check_value(table: str, column: str, value: object, max_bytes: int) -> None:
     """Raise BadInput unless ``value`` is a storable scalar within the size limit."""
     where = f"{table}.{column}"
@@ -88,23 +112,26 @@ def check_value(table: str, column: str, value: object, max_bytes: int) -> None:
     raise BadInput(f"not a scalar: {where} is a {type(value).__name__}; values must be scalars")
 
 
-def validate_batch(changes: object, config: Config) -> list[dict]:
+def validate_batch(changes: object, config: Config) -> tuple[list[dict], list[str]]:
     """Check every change in a batch from a peer; raise BadBatch naming the first bad one.
 
     Nothing is applied unless every change passes, so a malformed record
-    rejects the whole batch.
+    rejects the whole batch. Returns the changes with their keys in canonical
+    order, and their canonical bodies (what is hashed, logged and forwarded).
     """
     if not isinstance(changes, list):
         raise BadBatch("malformed batch: expected a list of changes")
+    out = []
     for pos, ch in enumerate(changes):
         try:
             _validate_change(ch, config)
         except BadInput as exc:
             raise BadBatch(f"malformed batch: change {pos}: {exc}") from None
-    return changes
+        out.append({k: ch[k] for k in ORDER})
+    return out, [encode(ch) for ch in out]
 
 
-_KEYS = frozenset("onhtikd")
+_KEYS = frozenset(ORDER)
 
 
 def _validate_change(ch: object, config: Config) -> None:
@@ -113,10 +140,14 @@ def _validate_change(ch: object, config: Config) -> None:
     if ch.keys() != _KEYS:
         raise BadInput(f"wrong keys {sorted(ch)}")
     origin, seq, stamp = ch["o"], ch["n"], ch["h"]
-    if type(origin) is not str or not NODE_NAME_RE.match(origin):
+    if type(origin) is not str or not ORIGIN_RE.match(origin):
         raise BadInput(f"bad origin {origin!r}")
-    if type(seq) is not int or not 0 < seq <= MAX_INT:
-        raise BadInput(f"bad origin sequence {seq!r}")
+    if type(seq) is not int or not 0 < seq <= MAX_SEQ:
+        raise BadInput(f"bad origin sequence {seq!r} (1 to {MAX_SEQ})")
+    if type(ch["p"]) is not str or not CHAIN_RE.match(ch["p"]):
+        raise BadInput(f"bad chain value {ch['p']!r}")
+    if type(ch["s"]) is not str or not SIG_RE.match(ch["s"]):
+        raise BadInput(f"bad signature {ch['s']!r}")
     if type(stamp) is not str or not HLC_RE.match(stamp):
         raise BadInput(f"bad clock stamp {stamp!r}")
     spec = config.tables.get(ch["t"])  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ import sys
 
 from . import __version__, agent
 from .errors import BadInput, EdgesyncError
+from .signing import public_text
 from .store import Store
 from .sync import serve, sync
 
@@ -45,6 +46,13 @@ def cmd_init(args) -> int:
     store = open_store(args)
     store.init()
     _print({"initialised": str(store.config.db_path)})
+    return 0
+
+
+def cmd_pubkey(args) -> int:
+    """This node's public signing key, as the trust role and keys files list it."""
+    store = open_store(args)
+    print(f"{store.config.name} {public_text(store.signer.public)}")
     return 0
 
 
@@ -134,8 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"edgesync {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("init", help="create the database and schema (harmless to repeat)")
+    s = sub.add_parser(
+        "init", help="create the database, schema and signing key (harmless to repeat)"
+    )
     s.set_defaults(fn=cmd_init)
+
+    s = sub.add_parser("pubkey", help="print this node's public signing key: NAME KEY")
+    s.set_defaults(fn=cmd_pubkey)
 
     s = sub.add_parser("put", help="store a new record, or update one given its id")
     s.add_argument("table")

@@ -18,11 +18,18 @@ max_clock_skew_ms = 300000 # a peer whose clock is further ahead is refused
 batch_size = 1000          # changes per sync batch
 ssh_key = "id_ed25519"     # this node's own key for ssh:// peers (default in data_dir)
 known_hosts = "known_hosts"  # pinned host keys for ssh:// peers (default in data_dir)
+signing_key = "signing_key"  # this node's ed25519 key, made by init (default in data_dir);
+                           #   init also writes signing_key.pub, `NAME PUBLIC_KEY`
+keys_file = "fleet_keys"   # the fleet's public keys, `NAME PUBLIC_KEY` per line (default
+                           #   in data_dir; the trust role writes it); missing: no keys
 
 [peers.MASTER01]           # one section per peer, as this node knows it
 url = "ssh://edgesync@master.example:22"  # or "local:/path/to/its/config.toml"
 role = "master"            # master | node | edge: what this node believes it is
 farm = "lon-a"             # required for edge peers
+
+[keys]                     # more public keys, NAME = "BASE64" (a local: peer's key is
+MASTER01 = "Hx3…="         #   also read from the signing_key.pub beside its database)
 
 [tables.pages]             # one section per synced table
 columns = ["section", "title", "body"]  # names: [a-z][a-z0-9_]{0,62}
@@ -45,6 +52,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .ids import LOCATION_RE, NODE_NAME_RE
+from .signing import PUBLIC_RE
 
 ROLES = ("master", "node", "edge")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -66,6 +74,8 @@ _NODE_KEYS = {
     "batch_size",
     "ssh_key",
     "known_hosts",
+    "signing_key",
+    "keys_file",
 }
 _PEER_KEYS = {"url", "role", "farm"}
 _TABLE_KEYS = {"columns", "slug"}
@@ -104,6 +114,9 @@ class Config:
     batch_size: int = 1000
     ssh_key: Path | None = None
     known_hosts: Path | None = None
+    signing_key: Path | None = None
+    keys_file: Path | None = None
+    keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def db_path(self) -> Path:
@@ -180,6 +193,17 @@ def parse(data: dict, path: Path | None = None) -> Config:
         raise _fail("node.batch_size", batch_size, "must be at most 10000")
     ssh_key = data_path / (_str(node, "ssh_key", "node", required=False) or "id_ed25519")
     known_hosts = data_path / (_str(node, "known_hosts", "node", required=False) or "known_hosts")
+    signing_key = data_path / (_str(node, "signing_key", "node", required=False) or "signing_key")
+    keys_file = data_path / (_str(node, "keys_file", "node", required=False) or "fleet_keys")
+
+    keys_raw = data.get("keys", {})
+    if not isinstance(keys_raw, dict):
+        raise _fail("keys", keys_raw, 'must be a table of NAME = "PUBLIC_KEY"')
+    for kname, text in keys_raw.items():
+        if not NODE_NAME_RE.match(kname):
+            raise _fail(f"keys.{kname}", text, "key names are node names: [A-Z0-9]{1,16}")
+        if not isinstance(text, str) or not PUBLIC_RE.match(text):
+            raise _fail(f"keys.{kname}", text, "must be an ed25519 public key (44 base64 chars)")
 
     peers_raw = data.get("peers", {})
     if not isinstance(peers_raw, dict):
@@ -260,6 +284,9 @@ def parse(data: dict, path: Path | None = None) -> Config:
         batch_size=batch_size,
         ssh_key=ssh_key,
         known_hosts=known_hosts,
+        signing_key=signing_key,
+        keys_file=keys_file,
+        keys=dict(keys_raw),
     )
 
 
@@ -301,6 +328,8 @@ def dump(data: dict) -> str:
         return [f"[{header}]", *(f"{k} = {value(v)}" for k, v in keys.items() if v is not None)]
 
     lines = section("node", data.get("node", {}))
+    if data.get("keys"):
+        lines += ["", *section("keys", data["keys"])]
     for kind in ("peers", "tables"):
         for name, keys in data.get(kind, {}).items():
             lines += ["", *section(f"{kind}.{name}", keys)]

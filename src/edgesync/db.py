@@ -4,6 +4,11 @@ Bookkeeping tables (names begin with ``_``)::
 
     _meta(key, value)                    schema_version, stream_epoch, stream_gap_from
     _clock(one, stamp, own_seq)          this node's last HLC stamp and own sequence
+    _signing(one, origin, head, confirmed)  this node's origin (its name, or NAME.INCARNATION
+                                         after a restore), chain head, and the highest own
+                                         sequence a peer was seen to hold unchanged
+    _own(n, seq, chain)                  this origin's changes: log position and chain value
+    _heads(origin, n, chain, sig)        per other origin, its highest change held here
     _changes(seq, origin, origin_seq, body)   the change log (see changelog.py)
     _early(origin, origin_seq)           changes logged ahead of their origin's held mark
     _origins(origin, held)               per origin, the highest sequence held without gaps
@@ -32,8 +37,11 @@ from contextlib import contextmanager
 
 from .config import Config, TableSpec
 from .errors import BadInput
+from .signing import GENESIS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Schema 1 predates signed changes: its log cannot be proved to anyone.
+OLDEST_SCHEMA = 2
 # Measured by benchmarks/bench_store.py: see README ("Storage layout").
 WITHOUT_ROWID = False
 IN_CHUNK = 500  # ids per "IN (...)" query: far below SQLite's limit on parameters
@@ -100,6 +108,22 @@ class Database:
             )
             ex("INSERT OR IGNORE INTO _clock VALUES (1, NULL, 0)")
             ex(
+                "CREATE TABLE IF NOT EXISTS _signing(one INTEGER PRIMARY KEY CHECK (one = 1),"
+                " origin TEXT NOT NULL, head TEXT NOT NULL, confirmed INTEGER NOT NULL)"
+            )
+            ex(
+                "INSERT OR IGNORE INTO _signing VALUES (1, ?, ?, 0)",
+                (self.config.name, GENESIS),
+            )
+            ex(
+                "CREATE TABLE IF NOT EXISTS _own(n INTEGER PRIMARY KEY, seq INTEGER NOT NULL,"
+                " chain TEXT NOT NULL)"
+            )
+            ex(
+                "CREATE TABLE IF NOT EXISTS _heads(origin TEXT PRIMARY KEY, n INTEGER NOT NULL,"
+                " chain TEXT NOT NULL, sig TEXT NOT NULL) WITHOUT ROWID"
+            )
+            ex(
                 "CREATE TABLE IF NOT EXISTS _changes(seq INTEGER PRIMARY KEY,"
                 " origin TEXT NOT NULL, origin_seq INTEGER NOT NULL, body TEXT NOT NULL)"
             )
@@ -140,6 +164,13 @@ class Database:
             raise BadInput(
                 f"database schema version {version} is newer than this edgesync knows "
                 f"(it reads versions up to {SCHEMA_VERSION}): {self.config.db_path}"
+            )
+        if version is not None and int(version) < OLDEST_SCHEMA:
+            raise BadInput(
+                f"database schema version {version} was made before changes were signed "
+                f"(this edgesync reads versions {OLDEST_SCHEMA} to {SCHEMA_VERSION}); "
+                f"sync its changes away with the old release, then init a new one: "
+                f"{self.config.db_path}"
             )
 
     def _create_table(self, spec: TableSpec) -> None:

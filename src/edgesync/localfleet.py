@@ -1,6 +1,8 @@
 """Config files for a fleet of agents on one machine, each reaching every other
 over a ``local:`` peer: the tests' farms, the local demo and the benchmarks.
-Every file is written by ``config.dump``."""
+Every file is written by ``config.dump``; every node reads the fleet's public
+keys from one file, ``ROOT/fleet_keys``, which ``share_keys`` writes once the
+nodes made their keys (``init``)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,18 @@ PAGES = {"columns": ["section", "title", "body"], "slug": ["section", "title"]}
 
 def config_path(root: Path, name: str) -> Path:
     return root / f"{name.lower()}.toml"
+
+
+def keys_path(root: Path) -> Path:
+    return root / "fleet_keys"
+
+
+def share_keys(root: Path, names) -> Path:
+    """Write the fleet's keys file from each node's ``signing_key.pub``."""
+    lines = [(root / name.lower() / "signing_key.pub").read_text() for name in names]
+    path = keys_path(root)
+    path.write_text("".join(lines))
+    return path
 
 
 def write(
@@ -28,7 +42,8 @@ def write(
     for name, (role, farm, trusted) in fleet.items():
         node = {"name": name, "location": "LON", "role": role, "farm": farm,
                 "trusted": list(trusted) or None, "data_dir": name.lower(),
-                "redis_url": redis_url, **node_keys}  # fmt: skip
+                "redis_url": redis_url, "keys_file": str(keys_path(root)),
+                **node_keys}  # fmt: skip
         peers = {
             other: {"url": f"local:{config_path(root, other).name}", "role": orole, "farm": ofarm}
             for other, (orole, ofarm, _t) in fleet.items()

@@ -37,8 +37,11 @@ class Merger:
         self.log = log
         self._sql = {spec.name: _statements(spec) for spec in config.tables.values()}
 
-    def apply(self, batch: list[dict], local: bool = False) -> tuple[ApplyResult, list[Entry]]:
-        """Log and apply changes (already validated) inside the open transaction;
+    def apply(
+        self, batch: list[dict], bodies: list[str], chains: list[str], local: bool = False
+    ) -> tuple[ApplyResult, list[Entry]]:
+        """Log and apply changes (validated and proved; ``bodies`` their canonical
+        encodings, ``chains`` their chain values) inside the open transaction;
         returns what it did and the log entries it made.
 
         ``local`` marks this node's own fresh writes, which cannot be duplicates
@@ -47,27 +50,36 @@ class Merger:
         result = ApplyResult()
         if local:
             new = batch
-            entries = [self.log.append_own(ch) for ch in batch]
+            entries = [
+                self.log.append_own(ch, body, value)
+                for ch, body, value in zip(batch, bodies, chains, strict=True)
+            ]
         else:
             held = self.log.held()
             new, marks = self.log.unheld(batch, held)
             result.skipped = len(batch) - len(new)
-            entries = self.log.append(new) if new else []
+            if new:
+                where = {id(ch): pos for pos, ch in enumerate(batch)}
+                picked = [where[id(ch)] for ch in new]
+                entries = self.log.append(new, [bodies[p] for p in picked])
+                heads: dict[str, tuple[int, str, str]] = {}
+                for p in picked:
+                    ch = batch[p]
+                    if ch["n"] > heads.get(ch["o"], (0,))[0]:
+                        heads[ch["o"]] = (ch["n"], chains[p], ch["s"])
+                self.log.save_heads(heads)
+            else:
+                entries = []
             self.log.save_marks(marks, held)
         result.applied = len(new)
         if not new:
             return result, entries
         result.last_stamp = max(ch["h"] for ch in new)
         by_table: dict[str, list[dict]] = {}
-        own = 0
         for ch in new:
             by_table.setdefault(ch["t"], []).append(ch)
-            if ch["o"] == self.config.name:
-                own = max(own, ch["n"])
         for table, chs in by_table.items():
             result.conflicts += self._upsert(self.config.tables[table], chs, local)
-        if own and not local:
-            self.log.never_renumber(own)
         return result, entries
 
     def _upsert(self, spec: TableSpec, chs: list[dict], local: bool) -> int:
@@ -98,12 +110,18 @@ class Merger:
                     row += (d[c], stamp)
                 else:
                     row += (None, None)
-            row.append(1 if ch["k"] == "del" else 0)
+            row.append(_STATE[ch["k"]])
             params.append(row)
         self.db.executemany(sql["upsert"], params)
         if spec.slug:
             slug_settlement.settle(self.db, spec, list({ch["i"]: None for ch in chs}))
         return conflicts
+
+
+# What each kind of change makes a record it inserts: 0 visible, 1 deleted,
+# 2 not born yet (an edit that arrived before its record's "new" change, as
+# forged creations stay for good). Only visible rows are read, hashed or slugged.
+_STATE = {"new": 0, "put": 2, "del": 1}
 
 
 def _statements(spec: TableSpec) -> dict:
@@ -118,7 +136,12 @@ def _statements(spec: TableSpec) -> dict:
         sets.append(f"{q(c)} = CASE WHEN {newer} THEN excluded.{q(c)} ELSE {t}.{q(c)} END")
         sets.append(f"{v} = CASE WHEN {newer} THEN excluded.{v} ELSE {t}.{v} END")
     insert_cols.append("_deleted")
-    sets.append(f"_deleted = max({t}._deleted, excluded._deleted)")
+    # A delete wins whenever it comes; a record is born by its creator's "new"
+    # change, whenever that comes; an edit alone leaves it as it was.
+    sets.append(
+        f"_deleted = CASE WHEN {t}._deleted = 1 OR excluded._deleted = 1 THEN 1"
+        f" WHEN excluded._deleted = 0 THEN 0 ELSE {t}._deleted END"
+    )
     marks = ", ".join("?" * len(insert_cols))
     upsert = (
         f"INSERT INTO {t}({', '.join(insert_cols)}) VALUES ({marks})"

@@ -99,6 +99,10 @@ class Outbox:
             except redis.RedisError as exc:
                 raise Unavailable(str(exc) or type(exc).__name__) from None
 
+    def drop(self) -> None:
+        """Delete the stream (its groups with it) and its epoch token."""
+        self._call(self.r.delete, self.key, self.epoch_key)
+
     def epoch(self) -> bytes | None:
         """The epoch token written beside the stream (None when Redis lost it)."""
         return self._call(self.r.get, self.epoch_key)

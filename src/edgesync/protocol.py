@@ -7,8 +7,13 @@ session with a ProtocolError; nothing from the batch it carried is applied.
 
 Session (the caller speaks first):
 
-    caller → hello   {v, node, action: push|pull, clock, held?, cursor?}
-    callee → welcome {v, node, clock, held?}  or  refused {rule}  or  error {msg}
+    caller → hello   {v, node, action: push|pull, clock, yours, held?, cursor?}
+    callee → welcome {v, node, clock, yours, held?}  or  refused {rule}  or  error {msg}
+
+``yours`` is what the sender holds of the other side's origins ({origin: [n,
+chain value, signature]}): a node restored from a backup learns from it that
+the fleet holds later changes of its own (incarnation.py). Version 2 carries
+signed changes (signing.py); version 1 agents are refused, naming the gap.
     push:  caller → batch {changes, last}   callee → ack {applied, conflicts, skipped}
            ... caller → done                callee → bye
     pull:  callee → batch {changes, last}   caller → ack {applied, conflicts, skipped}
@@ -18,12 +23,15 @@ Session (the caller speaks first):
 from __future__ import annotations
 
 import json
+import re
 import struct
 from typing import BinaryIO
 
-from .errors import SyncError
+from .errors import Refused, SyncError
 
-VERSION = 1
+VERSION = 2
+# What each protocol version brought, for the line that refuses a mismatch.
+VERSIONS = {1: "unsigned changes", 2: "changes signed by their origin"}
 MAX_FRAME = 64 * 1024 * 1024
 # A batch carries at most this many bytes of change bodies (and always at
 # least one change, so no change is too big to travel).
@@ -82,18 +90,36 @@ def read_frame(inp: BinaryIO, expect: tuple[str, ...] | None = None) -> dict:
     return message
 
 
-def hello(node: str, action: str, clock: int, **pull) -> dict:
+def hello(node: str, action: str, clock: int, yours: dict, **pull) -> dict:
     """The caller's opening: who it says it is (the receiver believes the key,
-    not this), what it wants, its clock; a puller adds held, cursor, dry_run."""
-    return {"t": "hello", "v": VERSION, "node": node, "action": action, "clock": clock, **pull}
+    not this), what it wants, its clock, what it holds of the receiver's
+    origins; a puller adds held, cursor, dry_run."""
+    return {"t": "hello", "v": VERSION, "node": node, "action": action, "clock": clock,
+            "yours": yours, **pull}  # fmt: skip
 
 
-def welcome(node: str, clock: int, held: dict | None = None) -> dict:
-    """The receiver's answer when it accepts; a receiver of a push says what it holds."""
-    msg = {"t": "welcome", "v": VERSION, "node": node, "clock": clock}
+def welcome(node: str, clock: int, yours: dict, held: dict | None = None) -> dict:
+    """The receiver's answer when it accepts, with what it holds of the caller's
+    origins; a receiver of a push says what it holds of every origin."""
+    msg = {"t": "welcome", "v": VERSION, "node": node, "clock": clock, "yours": yours}
     if held is not None:
         msg["held"] = held
     return msg
+
+
+def version_gap(peer: str, text: str) -> Refused | None:
+    """The refusal for a peer that speaks another protocol version, if ``text``
+    (its hello, welcome or error) names one."""
+    found = re.search(r"protocol version (\S+)", text)
+    if not found or found.group(1) == str(VERSION):
+        return None
+    theirs = found.group(1).strip("'\".,:;")
+    what = VERSIONS.get(int(theirs)) if theirs.isdigit() else None
+    return Refused(
+        f"refused: {peer} speaks sync protocol {theirs}"
+        + (f" ({what})" if what else "")
+        + f"; this agent speaks {VERSION} ({VERSIONS[VERSION]}): run the same release on both"
+    )
 
 
 def refused(rule: str) -> dict:

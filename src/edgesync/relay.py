@@ -86,6 +86,12 @@ class Relay:
             self._publisher.flush()
             self._take_publisher_failure()
 
+    def restart(self) -> None:
+        """The log was rewritten under the stream (a new incarnation): rebuild
+        the stream before it is read or written again."""
+        self.flush()
+        self._caught_up = False
+
     def _take_publisher_failure(self) -> None:
         if self._publisher is not None:
             failed = self._publisher.take_failure()
@@ -112,6 +118,8 @@ class Relay:
         gap = self.gap_from()
         epoch = self.stream_epoch()
         lost = self.outbox.epoch() != epoch.encode()
+        if lost:  # not this database's stream (Redis lost it, or the log was renumbered)
+            self.outbox.drop()
         self.outbox.ensure_groups(self.push_targets)
         floor = min((self.log.cursor(g, "push") for g in self.push_targets), default=0)
         low = floor + 1 if lost else (max(gap, floor + 1) if gap is not None else None)

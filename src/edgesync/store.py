@@ -18,16 +18,27 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from . import hlc, reads, refusals, slug_settlement
+from . import hlc, incarnation, reads, refusals, slug_settlement
 from .changelog import ChangeLog, Entry
-from .changes import CODE_COLUMN, check_value, validate_batch
+from .changes import CODE_COLUMN, check_creators, check_value, encode, validate_batch
 from .config import Config
+from .config import load as load_config
 from .db import Database
 from .errors import BadInput, NotFound
 from .ids import new_id
 from .merge import ApplyResult, Merger
 from .outbox import Outbox
 from .relay import Relay
+from .signing import (
+    KeyRing,
+    Signer,
+    b64,
+    chain,
+    content_of,
+    read_keys_file,
+    sign_body,
+    verify_batch,
+)
 
 __all__ = ["ApplyResult", "Store"]
 
@@ -52,6 +63,43 @@ class Store:
         if outbox is not None:
             self.relay = Relay(self.db, self.log, outbox, push_targets, lambda m: self.warn(m))
         self._entries: list[Entry] = []
+        self._signer: Signer | None = None
+        self._keys: KeyRing | None = None
+        self._restarted = False
+        # Checking proofs of origin is never turned off but by the benchmark that
+        # measures what it costs.
+        self.verify = True
+
+    @property
+    def signer(self) -> Signer:
+        if self._signer is None:
+            self._signer = Signer.load(self.config.signing_key)
+        return self._signer
+
+    @property
+    def keys(self) -> KeyRing:
+        """The public keys this node checks changes against."""
+        if self._keys is None:
+            cfg = self.config
+            self._keys = KeyRing(
+                (cfg.name, self.signer.public),
+                lambda: {**read_keys_file(cfg.keys_file), **cfg.keys},
+                self._local_key,
+            )
+        return self._keys
+
+    def _local_key(self, name: str) -> str | None:
+        """A ``local:`` peer's public key, from the signing_key.pub beside its database."""
+        peer = self.config.peers.get(name)
+        if peer is None or not peer.url.startswith("local:"):
+            return None
+        try:
+            other = load_config(peer.url[len("local:") :])
+            line = other.signing_key.with_name(other.signing_key.name + ".pub").read_text()
+        except (BadInput, OSError):
+            return None
+        parts = line.split()
+        return parts[1] if len(parts) == 2 and parts[0] == name else None
 
     def close(self) -> None:
         """Finish queuing changes on Redis, then close the database."""
@@ -60,8 +108,9 @@ class Store:
         self.db.close()
 
     def init(self) -> None:
-        """Create the schema; harmless to run again."""
+        """Create the schema and this node's signing key; harmless to run again."""
         self.db.init_schema()
+        self._signer = Signer.create(self.config.signing_key, self.config.name)
 
     def check_schema(self) -> None:
         self.db.check_schema()
@@ -74,8 +123,12 @@ class Store:
                 yield
         except BaseException:
             self._entries.clear()
+            self._restarted = False
             raise
         entries, self._entries = self._entries, []
+        if self.relay is not None and self._restarted:
+            self.relay.restart()
+        self._restarted = False
         if self.relay is not None and entries:
             self.relay.committed(entries)
 
@@ -110,7 +163,7 @@ class Store:
                 if current is None or code != current["_code"]:
                     d[CODE_COLUMN] = code
             if d:
-                self._write_local(spec.name, rid, "put", d)
+                self._write_local(spec.name, rid, "new" if current is None else "put", d)
             record = reads.record(self.db, spec, rid)
         return record
 
@@ -123,12 +176,15 @@ class Store:
             self._write_local(spec.name, rid, "del", {})
 
     def _write_local(self, table: str, rid: str, kind: str, d: dict) -> None:
+        signer = self.signer
         last, own_seq = self.log.clock()
+        origin, head, _confirmed = self.log.signing_state()
         stamp = hlc.tick(last, self.config.name)
         own_seq += 1
-        change = {"o": self.config.name, "n": own_seq, "h": stamp, "t": table, "i": rid,
+        change = {"o": origin, "n": own_seq, "h": stamp, "t": table, "i": rid,
                   "k": kind, "d": d}  # fmt: skip
-        _result, entries = self.merger.apply([change], local=True)
+        body, value = sign_body(signer, head, encode(change))
+        _result, entries = self.merger.apply([change], [body], [b64(value)], local=True)
         self._entries += entries
         self.log.set_clock(stamp, own_seq)
 
@@ -143,9 +199,22 @@ class Store:
         change is malformed. Changes already held are skipped. ``cursor``
         (peer, direction, seq) is moved in the same transaction.
         """
-        batch = validate_batch(changes, self.config)
+        batch, bodies = validate_batch(changes, self.config)
+        check_creators(batch)
+        if self.verify:
+            chains = [b64(v) for v in verify_batch(batch, bodies, self.keys)]
+        else:
+            chains = [
+                b64(chain(ch["p"], content_of(b))) for ch, b in zip(batch, bodies, strict=True)
+            ]
         with self.transaction():
-            result, entries = self.merger.apply(batch)
+            origin = self.log.origin()
+            own = max((ch["n"] for ch in batch if ch["o"] == origin), default=0)
+            if own > self.log.clock()[1]:
+                # The fleet holds later changes of ours, proved by our own key:
+                # this database went back in time.
+                self._start_incarnation()
+            result, entries = self.merger.apply(batch, bodies, chains)
             self._entries += entries
             if cursor is not None:
                 self.log.set_cursor(*cursor)
@@ -155,6 +224,36 @@ class Store:
                 if newest != last:
                     self.log.set_stamp(newest)
         return result
+
+    # -- restore from backup (incarnation.py) ---------------------------------------
+
+    def heads_of(self, node: str) -> dict[str, list]:
+        """[n, chain, sig] of the highest change held here of each origin of
+        ``node`` (its name and its incarnations): what a session shows it."""
+        return self.log.heads_of(node)
+
+    def check_heads(self, heads: object) -> bool:
+        """Given what a peer holds of this node's origins ({origin: [n, chain,
+        sig]}), start a new incarnation if it proves this database went back in
+        time. Returns True when it did."""
+        head = heads.get(self.log.origin()) if isinstance(heads, dict) else None
+        if not (isinstance(head, list) and len(head) == 3 and type(head[0]) is int):
+            return False
+        with self.transaction():
+            if not incarnation.diverged(self.log, self.log.clock()[1], head, self.signer):
+                return False
+            self._start_incarnation()
+        return True
+
+    def _start_incarnation(self) -> None:
+        """Inside the open transaction."""
+        old = self.log.origin()
+        self._entries += incarnation.start(self.db, self.log, self.signer, self.config.name)
+        self._restarted = True
+        self.warn(
+            f"warning: {old}'s later changes are held elsewhere (was this database restored "
+            f"from a backup?); its changes since go on as {self.log.origin()}"
+        )
 
     # -- reads --------------------------------------------------------------------
 
@@ -206,6 +305,7 @@ class Store:
             "changes": self.log.max_seq(),
             "outbox_pending": self.relay.pending() if self.relay else self.log.pending(()),
             "redis": self.relay.redis_state() if self.relay else "down",
+            "origin": self.log.origin(),
             "held": self.log.held(),
             "refusals": refusals.summary(self.db),
             "cursors": self.log.cursors(),

@@ -19,22 +19,23 @@ from typing import BinaryIO
 from . import hlc, policy, protocol
 from .changelog import take_unheld
 from .changes import check_stamps
-from .errors import Refused
+from .errors import Refused, SyncError
 from .protocol import MAX_BATCH_BYTES, ProtocolError, batch_frame, read_frame, write_frame
 from .store import Store
 from .transport import Connection
 
 
-def _next_batch(rows, held: dict) -> tuple[list[str], int]:
+def _next_batch(rows, held: dict, known=lambda origin: True) -> tuple[list[str], int]:
     """From log rows (seq, body, origin, n): the bodies a holder of ``held`` lacks,
     at most MAX_BATCH_BYTES of them (at least one), and the seq of the last row
-    looked at, which the batch covers."""
+    looked at, which the batch covers. Changes of origins not ``known`` (whose
+    key was revoked) are never sent on."""
     bodies: list[str] = []
     size, last = 0, rows[0][0]
     for seq, body, origin, n in rows:
         if bodies and size + len(body) > MAX_BATCH_BYTES:
             break
-        if take_unheld(held, origin, n):
+        if known(origin) and take_unheld(held, origin, n):
             bodies.append(body)
             size += len(body)
         last = seq
@@ -66,14 +67,24 @@ def sync(store: Store, peer_name: str, action: str, dry_run: bool = False) -> di
         if action == "pull":
             pull = {"held": store.held(), "cursor": store.log.cursor(peer_name, "pull"),
                     "dry_run": dry_run}  # fmt: skip
-        write_frame(conn.writer, protocol.hello(config.name, action, hlc.wall_ms(), **pull))
-        reply = read_frame(conn.reader, ("welcome", "refused"))
+        hello = protocol.hello(
+            config.name, action, hlc.wall_ms(), store.heads_of(peer_name), **pull
+        )
+        write_frame(conn.writer, hello)
+        try:
+            reply = read_frame(conn.reader, ("welcome", "refused"))
+        except ProtocolError:
+            raise
+        except SyncError as exc:
+            raise protocol.version_gap(peer_name, str(exc)) or exc from None
         if reply["t"] == "refused":
             raise Refused(f"refused: {reply.get('rule')}")
         if reply.get("v") != protocol.VERSION:
-            raise ProtocolError(
-                f"peer speaks protocol version {reply.get('v')}, not {protocol.VERSION}"
+            raise protocol.version_gap(peer_name, f"protocol version {reply.get('v')}") or (
+                ProtocolError(f"peer speaks protocol version {reply.get('v')}")
             )
+        if store.check_heads(reply.get("yours")):
+            report["incarnation"] = store.log.origin()
         skew = reply.get("clock", 0) - hlc.wall_ms()
         if skew > config.max_clock_skew_ms:
             raise Refused(
@@ -93,7 +104,11 @@ def sync(store: Store, peer_name: str, action: str, dry_run: bool = False) -> di
             done = read_frame(conn.reader, ("done",))
             report["would_receive"] = int(done.get("count", 0))
         else:
-            _pull(store, peer_name, conn, report)
+            try:
+                _pull(store, peer_name, conn, report)
+            except Refused as exc:
+                store.record_refusal(peer_name, "pull", str(exc).removeprefix("refused: "))
+                raise
     except (BrokenPipeError, ConnectionResetError, ProtocolError) as exc:
         raise conn.failure(peer_name, exc) from None
     finally:
@@ -114,10 +129,12 @@ def _push(store: Store, peer: str, conn: Connection, held: dict, report: dict) -
             rows = store.log.changes_after(cursor, limit)
         if not rows:
             break
-        bodies, last = _next_batch(rows, held)
+        bodies, last = _next_batch(rows, held, store.keys.knows)
         if bodies:
             write_frame(conn.writer, batch_frame(bodies, last))
-            ack = read_frame(conn.reader, ("ack",))
+            ack = read_frame(conn.reader, ("ack", "refused"))
+            if ack["t"] == "refused":
+                raise Refused(f"refused: {ack.get('rule')}")
             report["sent"] += len(bodies)
             report["batches"] += 1
             for key in ("applied", "conflicts", "skipped"):
@@ -162,11 +179,13 @@ def serve(store: Store, peer_name: str, inp: BinaryIO, out: BinaryIO) -> int:
     config = store.config
     hello = read_frame(inp, ("hello",))
     action = hello.get("action")
+    if hello.get("v") != protocol.VERSION:
+        gap = protocol.version_gap(peer_name, f"protocol version {hello.get('v')}")
+        msg = str(gap).removeprefix("refused: ") if gap else "no protocol version in hello"
+        write_frame(out, {"t": "error", "msg": f"{config.name} refused: {msg}"})
+        raise gap or ProtocolError(f"malformed frame: {msg}")
     if action not in policy.ACTIONS:
         raise ProtocolError(f"malformed frame: unknown action {action!r}")
-    if hello.get("v") != protocol.VERSION:
-        write_frame(out, {"t": "error", "msg": f"protocol version {hello.get('v')} not supported"})
-        raise ProtocolError(f"caller speaks protocol version {hello.get('v')}")
     decision = policy.may_accept(policy.me_of(config), action, policy.peer_of(config, peer_name))
     rule = None if decision else decision.rule
     if rule is None and hello.get("node") != peer_name:
@@ -182,16 +201,18 @@ def serve(store: Store, peer_name: str, inp: BinaryIO, out: BinaryIO) -> int:
         store.record_refusal(peer_name, action, rule)
         write_frame(out, protocol.refused(rule))
         raise Refused(f"refused: {rule}")
+    store.check_heads(hello.get("yours"))
+    yours = store.heads_of(peer_name)
     if action == "push":
-        write_frame(out, protocol.welcome(config.name, hlc.wall_ms(), held=store.held()))
-        _receive(store, inp, out)
+        write_frame(out, protocol.welcome(config.name, hlc.wall_ms(), yours, held=store.held()))
+        _receive(store, peer_name, inp, out)
     else:
-        write_frame(out, protocol.welcome(config.name, hlc.wall_ms()))
+        write_frame(out, protocol.welcome(config.name, hlc.wall_ms(), yours))
         _send(store, hello, inp, out)
     return 0
 
 
-def _receive(store: Store, inp: BinaryIO, out: BinaryIO) -> None:
+def _receive(store: Store, peer: str, inp: BinaryIO, out: BinaryIO) -> None:
     while True:
         msg = read_frame(inp, ("batch", "done"))
         if msg["t"] == "done":
@@ -199,7 +220,13 @@ def _receive(store: Store, inp: BinaryIO, out: BinaryIO) -> None:
             return
         changes = msg.get("changes")
         check_stamps(changes, store.config.max_clock_skew_ms)
-        result = store.apply_changes(changes)
+        try:
+            result = store.apply_changes(changes)
+        except Refused as exc:
+            rule = str(exc).removeprefix("refused: ")
+            store.record_refusal(peer, "push", rule)
+            write_frame(out, protocol.refused(rule))
+            raise
         write_frame(out, protocol.ack(result.applied, result.conflicts, result.skipped))
 
 
@@ -212,8 +239,9 @@ def _send(store: Store, hello: dict, inp: BinaryIO, out: BinaryIO) -> None:
         write_frame(out, {"t": "done", "count": store.log.count_unheld(cursor, held)})
         return
     seq = cursor
+    known = store.keys.knows
     while rows := store.log.changes_after(seq, store.config.batch_size):
-        bodies, seq = _next_batch(rows, held)
+        bodies, seq = _next_batch(rows, held, known)
         if bodies:
             write_frame(out, batch_frame(bodies, seq))
             read_frame(inp, ("ack",))

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from edgesync import localfleet
 from edgesync.agent import open_store
+from edgesync.changes import encode
+from edgesync.signing import sign_body
 from edgesync.store import Store
 
 # name: (role, farm, trusted)
@@ -31,6 +33,7 @@ class Farm:
         self.stores: dict[str, Store] = {}
         for name in nodes:
             self.store(name).init()
+        localfleet.share_keys(root, nodes)
 
     def config_path(self, name: str) -> Path:
         return localfleet.config_path(self.root, name)
@@ -110,3 +113,11 @@ REFUSED_BY_RECEIVER = {
     ("EDGE01", "pull", "NODE02"), ("EDGE02", "pull", "NODE02"),
     ("EDGE03", "pull", "NODE01"), ("EDGE04", "pull", "NODE01"),
 }  # fmt: skip
+
+
+def resign(change: dict, store) -> dict:
+    """``change`` (edited by a test) signed again with ``store``'s key, as that
+    node would have made it: a single change proves itself."""
+    body = encode({k: change[k] for k in "onhtikd"})
+    body, _value = sign_body(store.signer, change["p"], body)
+    return json.loads(body)

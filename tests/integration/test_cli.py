@@ -150,4 +150,14 @@ def test_a_database_made_by_a_newer_release_is_refused_not_misread(make_node):
     for args in (("status",), ("put", "pages", "--data", '{"title": "x"}'), ("init",)):
         res = node.cli(*args)
         assert res.returncode == 2, (args, res.stderr)
-        assert "schema version 99 is newer" in res.stderr and "up to 1" in res.stderr
+        assert "schema version 99 is newer" in res.stderr and "up to 2" in res.stderr
+
+
+def test_a_database_made_before_signed_changes_is_refused_with_what_to_do(make_node):
+    node = make_node("EDGE01")
+    node.store.db.execute("UPDATE _meta SET value = 1 WHERE key = 'schema_version'")
+    for args in (("status",), ("put", "pages", "--data", '{"title": "x"}'), ("init",)):
+        res = node.cli(*args)
+        assert res.returncode == 2, (args, res.stderr)
+        assert "schema version 1 was made before changes were signed" in res.stderr
+        assert "versions 2 to 2" in res.stderr and res.stderr.count("\n") == 1

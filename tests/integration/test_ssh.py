@@ -89,7 +89,7 @@ def test_a_key_that_is_not_authorized_is_refused(pair, tmp_path):
 def test_the_key_not_the_caller_names_the_peer(pair):
     # The client asks to run serve for MASTER01 and says it is MASTER01; the
     # key's forced command serves EDGE01, so the claim is refused.
-    hello = json.dumps({"t": "hello", "v": 1, "node": "MASTER01", "action": "pull",
+    hello = json.dumps({"t": "hello", "v": 2, "node": "MASTER01", "action": "pull",
                         "clock": int(time.time() * 1000)}).encode()  # fmt: skip
     res = subprocess.run(
         ["ssh", "-T", "-i", str(pair.root / "edge01" / "id_ed25519"), "-o", "BatchMode=yes",

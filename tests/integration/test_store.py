@@ -6,6 +6,7 @@ import random
 import time
 
 import pytest
+from farm import resign
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -43,7 +44,7 @@ def test_a_write_logs_one_change_stamped_with_the_clock(make_node):
     page = node.store.put("pages", {"title": "Hello", "body": "b"})
     (change,) = log_of(node)
     assert change["o"] == "EDGE01" and change["n"] == 1 and change["i"] == page["id"]
-    assert change["k"] == "put" and change["d"]["title"] == "Hello"
+    assert change["k"] == "new" and change["d"]["title"] == "Hello"
     assert hlc.is_valid(change["h"])
     node.store.put("pages", {"id": page["id"], "body": "c"})
     second = log_of(node)[1]
@@ -148,6 +149,7 @@ def test_records_from_two_edges_wanting_one_slug_resolve_alike_everywhere(make_n
     code = pa["id"].split("-")[2]
     change = log_of(b)[0]
     change["d"]["_code"] = code
+    change = resign(change, b.store)
     b2 = make_node("EDGE03")
     b2.store.apply_changes([change])
     m.store.apply_changes([*log_of(a), change])

@@ -99,7 +99,7 @@ def frame(obj) -> bytes:
 
 
 def hello_frame(node, action, clock=None, **extra) -> bytes:
-    hello = {"t": "hello", "v": 1, "node": node, "action": action,
+    hello = {"t": "hello", "v": protocol.VERSION, "node": node, "action": action,
              "clock": clock if clock is not None else hlc.wall_ms(), **extra}  # fmt: skip
     return frame(hello)
 

@@ -1,0 +1,91 @@
+"""After a restore from backup: this node starts a new incarnation of its origin.
+
+A database restored from an older copy numbers new writes like changes it had
+already made and sent: the fleet would skip them as duplicates. The node
+notices when a peer proves (with this node's own signature) that it holds a
+change of this node's origin that this database does not have, or has
+differently (``diverged``). It then starts again as ``NAME.INCARNATION``:
+
+- every change of the old origin above ``confirmed`` (the highest one a peer
+  was seen to hold exactly as made here: all of them are older than the
+  backup) is made again under the new origin, with the same table, record,
+  data and clock stamp, so applying both copies anywhere changes nothing;
+- those old-origin entries leave the log and the Redis stream is rebuilt from
+  the log, so the old numbering is never sent again;
+- the old origin becomes one this node holds up to ``confirmed``, so the
+  fleet's own copies of its later changes (the ones the backup lacked) come
+  back by the usual sessions.
+
+Writes made after the restore are delivered and digests converge. A peer that
+received a restored node's re-used numbers before any session told it of the
+restore keeps that copy; the README says to let a restored node sync with its
+node before its farm peers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from .changelog import ChangeLog, Entry
+from .changes import encode
+from .db import Database
+from .ids import new_code
+from .signing import GENESIS, Signer, b64, proves, sign_body
+
+
+def diverged(log: ChangeLog, own_seq: int, head: list, signer: Signer) -> bool:
+    """True when a peer's ``head`` ([n, chain, sig]) of this node's origin, signed
+    by this node's own key, is a change this database lacks or made otherwise.
+    A head that is not ours (bad signature) proves nothing and is ignored."""
+    n, value, sig = head
+    if not proves(signer.public, value, sig):
+        return False
+    if n > own_seq:
+        return True
+    mine = log.own_chain(n)
+    if mine == value:
+        log.confirm(n)
+        return False
+    return mine is not None
+
+
+def start(db: Database, log: ChangeLog, signer: Signer, node: str) -> list[Entry]:
+    """Start a new incarnation inside the open transaction; returns the new log
+    entries (the old origin's unconfirmed changes, made again)."""
+    old, _head, confirmed = log.signing_state()
+    rows = db.execute(
+        "SELECT o.seq, c.body FROM _own o JOIN _changes c ON c.seq = o.seq"
+        " WHERE o.n > ? ORDER BY o.n",
+        (confirmed,),
+    ).fetchall()
+    origin = f"{node}.{new_code()}{os.urandom(3).hex().upper()[:4]}"
+    db.executemany("DELETE FROM _changes WHERE seq = ?", [(seq,) for seq, _b in rows])
+    db.execute("DELETE FROM _own")
+    if confirmed:
+        db.execute(
+            "INSERT INTO _origins(origin, held) VALUES (?, ?)"
+            " ON CONFLICT(origin) DO UPDATE SET held = excluded.held",
+            (old, confirmed),
+        )
+    db.execute("UPDATE _signing SET origin = ?, head = ?, confirmed = 0", (origin, GENESIS))
+    db.execute("UPDATE _clock SET own_seq = 0")
+    # Peers' logs hold the old origin's later changes behind where this node
+    # stopped reading them: read every peer's log again (held marks skip the rest).
+    db.execute("DELETE FROM _cursors WHERE direction = 'pull'")
+    # The stream holds the old numbering: a new epoch makes the relay rebuild it.
+    db.execute(
+        "INSERT INTO _meta VALUES ('stream_epoch', ?) ON CONFLICT(key) DO UPDATE"
+        " SET value = excluded.value",
+        (os.urandom(8).hex(),),
+    )
+    entries = []
+    prev = GENESIS
+    for n, (_seq, body) in enumerate(rows, 1):
+        was = json.loads(body)
+        change = {"o": origin, "n": n, **{k: was[k] for k in "htikd"}}
+        signed, value = sign_body(signer, prev, encode(change))
+        prev = b64(value)
+        entries.append(log.append_own(change, signed, prev))
+    db.execute("UPDATE _clock SET own_seq = ?", (len(rows),))
+    return entries

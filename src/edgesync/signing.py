@@ -1,0 +1,245 @@
+"""Proof of origin: every change is signed where it was made and checked on
+every host it reaches, however many hops it travelled.
+
+Each node has its own ed25519 key (``signing_key`` in its data directory, made
+by ``init``; it never leaves the host). The changes of one origin form a hash
+chain: a change carries ``p``, the chain value before it, and the chain value
+after it is ``sha256(p || content)``, where ``content`` is the change's
+canonical encoding without ``p`` and ``s``. The origin signs that value when it
+commits the change (``s``). So a run of consecutive changes of one origin, each
+linking to the one before, is proved by the signature on its last change: a
+receiver makes one public-key check per run, not per change.
+
+The fleet's public keys come from the config (``[keys]``), from the keys file
+the trust role writes (``keys_file``), and, for ``local:`` peers, from the
+``signing_key.pub`` beside their database. A change whose origin has no known
+key, whose chain is broken or whose signature does not verify is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .errors import BadInput, Refused
+
+DOMAIN = b"edgesync change v1\0"
+GENESIS = "A" * 43  # the chain value before an origin's first change (32 zero bytes)
+CHAIN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+SIG_RE = re.compile(r"^[A-Za-z0-9_-]{86}$")
+PUBLIC_RE = re.compile(r"^[A-Za-z0-9+/]{43}=$")
+# The signed suffix of a canonical change body: ,"p":"<43>","s":"<86>"}
+_SUFFIX = len(',"p":"') + 43 + len('","s":"') + 86 + len('"}')
+
+
+class Forged(Refused):
+    """A change whose proof of origin is missing, broken or from an unknown key."""
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def chain(prev: str, content: str) -> bytes:
+    """The chain value after a change: sha256 of the previous value and the content."""
+    return hashlib.sha256(unb64(prev) + content.encode("utf-8", "surrogatepass")).digest()
+
+
+def content_of(body: str) -> str:
+    """The signed content of a canonical change body: the body without p and s."""
+    return body[:-_SUFFIX] + "}"
+
+
+def node_of(origin: str) -> str:
+    """The node an origin belongs to (an origin is ``NODE`` or ``NODE.INCARNATION``)."""
+    return origin.split(".", 1)[0]
+
+
+# -- keys ------------------------------------------------------------------------
+
+
+def public_text(key: Ed25519PublicKey) -> str:
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(raw).decode()
+
+
+def parse_public(text: str, where: str) -> Ed25519PublicKey:
+    if not isinstance(text, str) or not PUBLIC_RE.match(text):
+        raise BadInput(f"invalid public key for {where}: {text!r} (expected 44 base64 characters)")
+    return Ed25519PublicKey.from_public_bytes(base64.b64decode(text))
+
+
+class Signer:
+    """This node's private key."""
+
+    def __init__(self, key: Ed25519PrivateKey):
+        self._key = key
+        self.public = key.public_key()
+
+    @classmethod
+    def load(cls, path: Path) -> Signer:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise BadInput(f"no signing key at {path}: run `edgesync init`") from None
+        try:
+            key = serialization.load_pem_private_key(data, password=None)
+        except ValueError as exc:
+            raise BadInput(f"signing key {path} is not a PEM private key: {exc}") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise BadInput(f"signing key {path} is not an ed25519 key")
+        return cls(key)
+
+    @classmethod
+    def create(cls, path: Path, node: str) -> Signer:
+        """Load the key at ``path``, making it (mode 0600) and its ``.pub`` first if missing."""
+        if not path.exists():
+            key = Ed25519PrivateKey.generate()
+            pem = key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            tmp = path.with_name(path.name + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(pem)
+            os.replace(tmp, path)
+        signer = cls.load(path)
+        pub = path.with_name(path.name + ".pub")
+        line = f"{node} {public_text(signer.public)}\n"
+        if not pub.exists() or pub.read_text() != line:
+            pub.write_text(line)
+        return signer
+
+    def sign(self, value: bytes) -> str:
+        return b64(self._key.sign(DOMAIN + value))
+
+
+def read_keys_file(path: Path) -> dict[str, str]:
+    """``NAME BASE64`` lines (``#`` comments); a missing file holds no keys."""
+    keys: dict[str, str] = {}
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return keys
+    for num, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if len(parts) != 2:
+            raise BadInput(f"invalid keys file {path}:{num}: expected `NAME PUBLIC_KEY`")
+        keys[parts[0]] = parts[1]
+    return keys
+
+
+class KeyRing:
+    """The public keys this node knows, by node name: ``listed()`` reads the
+    config's and the keys file's (read again when a name is missing, so a keys
+    file the trust role just rewrote counts at once); ``extra`` finds a key
+    listed nowhere (a ``local:`` peer's), or returns None."""
+
+    def __init__(
+        self,
+        own: tuple[str, Ed25519PublicKey],
+        listed: Callable[[], dict[str, str]],
+        extra: Callable[[str], str | None] = lambda name: None,
+    ):
+        self._listed = listed
+        self._texts = listed()
+        self._keys: dict[str, Ed25519PublicKey] = {own[0]: own[1]}
+        self._extra = extra
+        self._missing: set[str] = set()
+
+    def get(self, node: str) -> Ed25519PublicKey | None:
+        key = self._keys.get(node)
+        if key is None and node not in self._missing:
+            text = self._texts.get(node)
+            if text is None:
+                self._texts = self._listed()
+                text = self._texts.get(node) or self._extra(node)
+            if text is None:
+                self._missing.add(node)  # read again by the next process, not the next change
+                return None
+            key = self._keys[node] = parse_public(text, node)
+        return key
+
+    def knows(self, origin: str) -> bool:
+        return self.get(node_of(origin)) is not None
+
+
+# -- signing and checking changes ------------------------------------------------
+
+
+def sign_body(signer: Signer, prev: str, content: str) -> tuple[str, bytes]:
+    """The canonical body of a fresh change (its content, then p and s) and its
+    chain value."""
+    value = chain(prev, content)
+    return f'{content[:-1]},"p":"{prev}","s":"{signer.sign(value)}"}}', value
+
+
+def proves(key: Ed25519PublicKey, value: object, sig: object) -> bool:
+    """True when ``sig`` is ``key``'s signature of the chain value ``value``
+    (both as sent: text that may be anything)."""
+    if not (isinstance(value, str) and CHAIN_RE.match(value)):
+        return False
+    if not (isinstance(sig, str) and SIG_RE.match(sig)):
+        return False
+    try:
+        key.verify(unb64(sig), DOMAIN + unb64(value))
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
+    return True
+
+
+def verify_batch(changes: list[dict], bodies: list[str], keys: KeyRing) -> list[bytes]:
+    """Check the proof of every change of a batch (already validated, with its
+    canonical ``bodies``); raise Forged naming the first change that fails.
+    Returns each change's chain value.
+
+    The changes of each origin are cut into runs, each change linking to the one
+    before it (``n`` one higher, ``p`` its chain value); the signature on the
+    last change of a run proves the whole run.
+    """
+    values = [chain(ch["p"], content_of(body)) for ch, body in zip(changes, bodies, strict=True)]
+    last: dict[str, int] = {}  # origin -> position of the last change of its open run
+    ends: list[int] = []
+    for pos, ch in enumerate(changes):
+        origin = ch["o"]
+        before = last.get(origin)
+        if before is not None:
+            prev = changes[before]
+            if not (ch["n"] == prev["n"] + 1 and unb64(ch["p"]) == values[before]):
+                ends.append(before)  # the run ends; this change starts another
+        last[origin] = pos
+    ends += last.values()
+    for pos in ends:
+        ch = changes[pos]
+        key = keys.get(node_of(ch["o"]))
+        if key is None:
+            raise Forged(
+                f"refused: change {ch['o']}:{ch['n']} comes from an origin with no known "
+                f"public key ({node_of(ch['o'])} is not in this node's fleet keys)"
+            )
+        try:
+            key.verify(unb64(ch["s"]), DOMAIN + values[pos])
+        except (InvalidSignature, binascii.Error, ValueError):
+            raise Forged(
+                f"refused: change {ch['o']}:{ch['n']} does not carry {node_of(ch['o'])}'s "
+                "signature (forged or altered on the way)"
+            ) from None
+    return values

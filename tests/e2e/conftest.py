@@ -32,6 +32,7 @@ class Fleet:
         self.inventory = inventory
         self.hosts = _inventory_hosts(inventory)
         self.retried: list[str] = []
+        self.facts = FACTS  # the shared fleet facts (playbooks/group_vars/all)
 
     def _run(self, **kwargs) -> ansible_runner.Runner:
         private = self.workdir / f"run-{time.monotonic_ns()}"

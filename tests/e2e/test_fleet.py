@@ -2,11 +2,12 @@
 
 The tests run in order, as an operator would: tear down, build from nothing,
 run again (nothing changes), write and sync, get refused, let the timers work,
-take a host off a trusted list.
+take a host off a trusted list, take a host out of the inventory (its key with it).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 
@@ -143,3 +144,91 @@ def test_a_host_removed_from_a_trusted_list_can_no_longer_connect(built, fleet, 
         restore = fleet.playbook("site.yml")
         assert restore.rc == 0, failures(restore)
     assert fleet.agent_json("edge02", "pull", "NODE01", "--json")["peer"] == "NODE01"
+
+
+def test_every_host_lists_the_fleets_signing_keys(built, fleet):
+    """site.yml gave every host the public key each agent made at init."""
+    own = {}
+    for host in fleet.hosts:
+        name, key = fleet.agent(host, "pubkey").stdout.split()
+        own[name] = key
+    assert len(own) == len(fleet.hosts)
+    for host in fleet.hosts:
+        listed = fleet.run(host, "cat", f"{fleet.facts['edgesync_data_dir']}/fleet_keys").stdout
+        keys = dict(line.split() for line in listed.splitlines() if not line.startswith("#"))
+        assert keys == own, host
+
+
+# Run on a host as root by the agent's Python: hand FRAMES (a push from CALLER
+# of the given change bodies) to `serve --stdio`, as a relay would send them.
+_PUSH_AS = """
+import json, subprocess, sys, time
+caller, bodies = sys.argv[1], json.loads(sys.argv[2])
+def frame(obj):
+    data = json.dumps(obj).encode()
+    return len(data).to_bytes(4, "big") + data
+hello = {"t": "hello", "v": 2, "node": caller, "action": "push",
+         "clock": int(time.time() * 1000), "yours": {}}
+batch = {"t": "batch", "last": 1, "changes": [json.loads(b) for b in bodies]}
+res = subprocess.run(["runuser", "-u", sys.argv[3], "--", sys.argv[4], "--config", sys.argv[5],
+                      "serve", "--stdio", "--peer", caller],
+                     input=frame(hello) + frame(batch) + frame({"t": "done"}), capture_output=True)
+print(json.dumps({"rc": res.returncode, "stderr": res.stderr.decode()}))
+"""
+
+
+def push_as(fleet, host: str, caller: str, bodies: list[str]) -> dict:
+    facts = fleet.facts
+    python = facts["edgesync_agent"].rsplit("/", 1)[0] + "/python"
+    res = fleet.run(host, python, "-c", _PUSH_AS, caller, json.dumps(bodies),
+                    facts["edgesync_user"], facts["edgesync_agent"],
+                    facts["edgesync_config_path"])  # fmt: skip
+    return json.loads(res.stdout)
+
+
+def last_own_body(fleet, host: str, origin: str) -> str:
+    python = fleet.facts["edgesync_agent"].rsplit("/", 1)[0] + "/python"
+    query = (
+        "import sqlite3; print(sqlite3.connect('"
+        + fleet.facts["edgesync_data_dir"]
+        + "/edgesync.db')"
+        f".execute(\"SELECT body FROM _changes WHERE origin = '{origin}' ORDER BY seq DESC"
+        ' LIMIT 1").fetchone()[0])'
+    )
+    return fleet.run(host, python, "-c", query).stdout.strip()
+
+
+def test_a_host_removed_from_the_inventory_has_its_later_changes_refused(built, fleet, tmp_path):
+    # Before: a change made on edge02, relayed by node01, is accepted by the master.
+    kept = fleet.agent_json("edge02", "put", "pages", "--data", '{"title": "edge02 before"}')
+    before = push_as(fleet, "master01", "NODE01", [last_own_body(fleet, "edge02", "EDGE02")])
+    assert before["rc"] == 0, before
+    inventory = tmp_path / "inventory"
+    shutil.copytree(fleet.inventory, inventory)
+    hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
+    del hosts["all"]["children"]["edges"]["children"]["farm_lon_a"]["hosts"]["edge02"]
+    node01 = hosts["all"]["children"]["nodes"]["hosts"]["node01"]
+    node01["edgesync_trusted"] = [t for t in node01["edgesync_trusted"] if t != "EDGE02"]
+    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    try:
+        run = fleet.playbook("site.yml", inventory=inventory)
+        assert run.rc == 0, failures(run)
+        for host in fleet.hosts:
+            if host != "edge02":
+                keys = fleet.run(
+                    host, "cat", f"{fleet.facts['edgesync_data_dir']}/fleet_keys"
+                ).stdout
+                assert "EDGE02 " not in keys, host
+        # After: edge02's next change, relayed the same way, is refused and counted.
+        fleet.agent("edge02", "put", "pages", "--data", '{"title": "edge02 after"}')
+        after = push_as(fleet, "master01", "NODE01", [last_own_body(fleet, "edge02", "EDGE02")])
+        assert after["rc"] == 3, after
+        assert "refused:" in after["stderr"] and "EDGE02" in after["stderr"], after
+        assert "no known public key" in after["stderr"], after
+        refusals = fleet.agent_json("master01", "status", "--json")["refusals"]
+        assert "EDGE02" in refusals["last"][0]["rule"]
+        # What edge02 wrote before stays.
+        assert fleet.agent_json("master01", "get", "pages", kept["id"])["title"] == "edge02 before"
+    finally:
+        restore = fleet.playbook("site.yml")
+        assert restore.rc == 0, failures(restore)

@@ -222,6 +222,23 @@ class ChangeLog:
             (peer, direction, seq),
         )
 
+    def log_id(self) -> str | None:
+        """The token naming this log; a new one after a new incarnation."""
+        return self.db.meta("log_id")
+
+    def pull_cursor(self, peer: str) -> tuple[int, str | None]:
+        """(cursor, the peer's log_id it counts in) for pulling from ``peer``."""
+        return self.cursor(peer, "pull"), self.db.meta(f"log_id:{peer}")
+
+    def restart_pull(self, peer: str, log_id: str) -> None:
+        """The peer's log is another than the one the cursor counts in: start over
+        in it (held marks keep what is held from being sent again)."""
+        self.db.execute("DELETE FROM _cursors WHERE peer = ? AND direction = 'pull'", (peer,))
+        self.db.execute(
+            "INSERT INTO _meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (f"log_id:{peer}", log_id),
+        )
+
     def cursors(self) -> list[dict]:
         return [
             {"peer": p, "direction": d, "seq": s}

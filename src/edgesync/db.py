@@ -2,7 +2,9 @@
 
 Bookkeeping tables (names begin with ``_``)::
 
-    _meta(key, value)                    schema_version, stream_epoch, stream_gap_from
+    _meta(key, value)                    schema_version, stream_epoch, stream_gap_from,
+                                         log_id (names this log; pullers' cursors
+                                         count only for the log_id they saw), log_id:PEER
     _clock(one, stamp, own_seq)          this node's last HLC stamp and own sequence
     _signing(one, origin, head, confirmed)  this node's origin (its name, or NAME.INCARNATION
                                          after a restore), chain head, and the highest own
@@ -31,6 +33,7 @@ made by a newer release is refused rather than misread.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -146,6 +149,7 @@ class Database:
                 " action TEXT NOT NULL, rule TEXT NOT NULL)"
             )
             ex("INSERT OR IGNORE INTO _meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+            ex("INSERT OR IGNORE INTO _meta VALUES ('log_id', ?)", (os.urandom(8).hex(),))
             for spec in self.config.tables.values():
                 self._create_table(spec)
 

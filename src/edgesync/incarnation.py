@@ -60,7 +60,6 @@ def start(db: Database, log: ChangeLog, signer: Signer, node: str) -> list[Entry
         (confirmed,),
     ).fetchall()
     origin = f"{node}.{new_code()}{os.urandom(3).hex().upper()[:4]}"
-    db.executemany("DELETE FROM _changes WHERE seq = ?", [(seq,) for seq, _b in rows])
     db.execute("DELETE FROM _own")
     if confirmed:
         db.execute(
@@ -73,6 +72,8 @@ def start(db: Database, log: ChangeLog, signer: Signer, node: str) -> list[Entry
     # Peers' logs hold the old origin's later changes behind where this node
     # stopped reading them: read every peer's log again (held marks skip the rest).
     db.execute("DELETE FROM _cursors WHERE direction = 'pull'")
+    # And this log is another than the one peers' cursors count in.
+    db.execute("UPDATE _meta SET value = ? WHERE key = 'log_id'", (os.urandom(8).hex(),))
     # The stream holds the old numbering: a new epoch makes the relay rebuild it.
     db.execute(
         "INSERT INTO _meta VALUES ('stream_epoch', ?) ON CONFLICT(key) DO UPDATE"
@@ -87,5 +88,7 @@ def start(db: Database, log: ChangeLog, signer: Signer, node: str) -> list[Entry
         signed, value = sign_body(signer, prev, encode(change))
         prev = b64(value)
         entries.append(log.append_own(change, signed, prev))
+    # Only now, so the new entries are logged after every old position.
+    db.executemany("DELETE FROM _changes WHERE seq = ?", [(seq,) for seq, _b in rows])
     db.execute("UPDATE _clock SET own_seq = ?", (len(rows),))
     return entries

@@ -7,8 +7,8 @@ session with a ProtocolError; nothing from the batch it carried is applied.
 
 Session (the caller speaks first):
 
-    caller → hello   {v, node, action: push|pull, clock, yours, held?, cursor?}
-    callee → welcome {v, node, clock, yours, held?}  or  refused {rule}  or  error {msg}
+    caller → hello   {v, node, action: push|pull, clock, yours, held?, cursor?, log?}
+    callee → welcome {v, node, clock, yours, held?, log?}  or  refused {rule}  or  error {msg}
 
 ``yours`` is what the sender holds of the other side's origins ({origin: [n,
 chain value, signature]}): a node restored from a backup learns from it that
@@ -98,10 +98,15 @@ def hello(node: str, action: str, clock: int, yours: dict, **pull) -> dict:
             "yours": yours, **pull}  # fmt: skip
 
 
-def welcome(node: str, clock: int, yours: dict, held: dict | None = None) -> dict:
+def welcome(
+    node: str, clock: int, yours: dict, held: dict | None = None, log: str | None = None
+) -> dict:
     """The receiver's answer when it accepts, with what it holds of the caller's
-    origins; a receiver of a push says what it holds of every origin."""
+    origins; a receiver of a push says what it holds of every origin, a puller's
+    peer names its log (the puller's cursor counts only in that log)."""
     msg = {"t": "welcome", "v": VERSION, "node": node, "clock": clock, "yours": yours}
+    if log is not None:
+        msg["log"] = log
     if held is not None:
         msg["held"] = held
     return msg

@@ -286,6 +286,11 @@ class Store:
         with self.transaction():
             self.log.set_cursor(peer, direction, seq)
 
+    def restart_pull(self, peer: str, log_id: str) -> None:
+        """The peer's log is not the one this node's cursor counts in: start over."""
+        with self.transaction():
+            self.log.restart_pull(peer, log_id)
+
     def record_refusal(self, peer: str, action: str, rule: str) -> None:
         refusals.record(self.db, peer, action, rule)
 

@@ -65,7 +65,8 @@ def sync(store: Store, peer_name: str, action: str, dry_run: bool = False) -> di
     try:
         pull = {}
         if action == "pull":
-            pull = {"held": store.held(), "cursor": store.log.cursor(peer_name, "pull"),
+            cursor, log_id = store.log.pull_cursor(peer_name)
+            pull = {"held": store.held(), "cursor": cursor, "log": log_id,
                     "dry_run": dry_run}  # fmt: skip
         hello = protocol.hello(
             config.name, action, hlc.wall_ms(), store.heads_of(peer_name), **pull
@@ -85,6 +86,10 @@ def sync(store: Store, peer_name: str, action: str, dry_run: bool = False) -> di
             )
         if store.check_heads(reply.get("yours")):
             report["incarnation"] = store.log.origin()
+        if action == "pull" and not dry_run and reply.get("log") != pull["log"]:
+            if not isinstance(reply.get("log"), str):
+                raise ProtocolError("malformed frame: welcome to a pull without a log id")
+            store.restart_pull(peer_name, reply["log"])
         skew = reply.get("clock", 0) - hlc.wall_ms()
         if skew > config.max_clock_skew_ms:
             raise Refused(
@@ -207,8 +212,9 @@ def serve(store: Store, peer_name: str, inp: BinaryIO, out: BinaryIO) -> int:
         write_frame(out, protocol.welcome(config.name, hlc.wall_ms(), yours, held=store.held()))
         _receive(store, peer_name, inp, out)
     else:
-        write_frame(out, protocol.welcome(config.name, hlc.wall_ms(), yours))
-        _send(store, hello, inp, out)
+        log_id = store.log.log_id()
+        write_frame(out, protocol.welcome(config.name, hlc.wall_ms(), yours, log=log_id))
+        _send(store, hello, log_id, inp, out)
     return 0
 
 
@@ -230,11 +236,13 @@ def _receive(store: Store, peer: str, inp: BinaryIO, out: BinaryIO) -> None:
         write_frame(out, protocol.ack(result.applied, result.conflicts, result.skipped))
 
 
-def _send(store: Store, hello: dict, inp: BinaryIO, out: BinaryIO) -> None:
+def _send(store: Store, hello: dict, log_id: str, inp: BinaryIO, out: BinaryIO) -> None:
     held = hello.get("held")
     cursor = hello.get("cursor")
     if not isinstance(held, dict) or not isinstance(cursor, int):
         raise ProtocolError("malformed frame: pull hello without held and cursor")
+    if hello.get("log") != log_id:
+        cursor = 0  # a position in another log (before a restore): read this one whole
     if hello.get("dry_run"):
         write_frame(out, {"t": "done", "count": store.log.count_unheld(cursor, held)})
         return

@@ -1,0 +1,294 @@
+"""A stolen edge attacks the fleet: through the real sshd, with EDGE01's genuinely
+authorised key (and its signing key: the attacker holds the whole host), it
+sends frames of its own making to EDGE02's `serve --stdio`, the one session an
+edge may open to push. Nothing it sends may forge, suppress, hijack or halt
+anyone else's data; each refusal is one line, exit 3 (2 for malformed input),
+counted in the receiver's status.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+from farm import Farm, resign
+
+from edgesync import hlc
+from edgesync.changes import encode
+from edgesync.localsshd import LocalSshd, keygen
+from edgesync.signing import GENESIS, Signer, sign_body
+
+FLEET = {
+    "MASTER01": ("master", None, ()),
+    "NODE01": ("node", None, ("MASTER01", "EDGE01", "EDGE02")),
+    "EDGE01": ("edge", "a", ()),
+    "EDGE02": ("edge", "a", ()),
+}
+# Up from the edges to the master and back down: every write everywhere.
+ROUND = [
+    ("NODE01", "pull", "EDGE01"), ("NODE01", "pull", "EDGE02"),
+    ("NODE01", "push", "MASTER01"), ("NODE01", "pull", "MASTER01"),
+    ("NODE01", "push", "EDGE01"), ("NODE01", "push", "EDGE02"),
+]  # fmt: skip
+
+
+@pytest.fixture
+def fleet(tmp_path, redis_server):
+    redis_server.client().flushall()
+    try:
+        sshd = LocalSshd(tmp_path / "sshd").start()
+    except RuntimeError as exc:
+        pytest.fail(f"{exc}: run the README's test command")
+    f = Farm(tmp_path, redis_server.url, FLEET)
+    key = keygen(tmp_path / "edge01" / "id_ed25519")
+    (tmp_path / "edge01" / "known_hosts").write_text(sshd.known_hosts_line())
+    # EDGE02 lets EDGE01 in, as the trust role does for farm peers.
+    sshd.authorize(
+        key,
+        f"{sys.executable} -m edgesync --config {f.config_path('EDGE02')} serve --stdio "
+        "--peer EDGE01",
+    )
+    f.sshd = sshd
+    yield f
+    f.close()
+    sshd.stop()
+
+
+def frame(obj) -> bytes:
+    data = json.dumps(obj).encode()
+    return len(data).to_bytes(4, "big") + data
+
+
+def attack(fleet, changes: list[dict], version: int = 2) -> subprocess.CompletedProcess:
+    """Push ``changes`` to EDGE02 over ssh as EDGE01, frames made by hand."""
+    hello = {"t": "hello", "v": version, "node": "EDGE01", "action": "push",
+             "clock": hlc.wall_ms(), "yours": {}}  # fmt: skip
+    data = frame(hello) + frame({"t": "batch", "last": 1, "changes": changes})
+    data += frame({"t": "done"})
+    root = fleet.root / "edge01"
+    return subprocess.run(
+        ["ssh", "-T", "-i", str(root / "id_ed25519"), "-o", "BatchMode=yes",
+         "-o", f"UserKnownHostsFile={root / 'known_hosts'}", "-p", str(fleet.sshd.port),
+         "root@127.0.0.1", "serve"],
+        input=data, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+
+def refused(res, *words: str) -> None:
+    err = res.stderr.decode()
+    assert res.returncode == 3, err
+    assert err.startswith("refused:") and err.count("\n") == 1, err
+    for word in words:
+        assert word in err, err
+
+
+def log_of(store) -> list[dict]:
+    return [json.loads(body) for _s, body, _o, _n in store.changes_after(0, 10_000)]
+
+
+def signed(store, change: dict, prev: str = GENESIS) -> dict:
+    """``change`` signed by ``store``'s key (the attacker holds EDGE01's)."""
+    body, _value = sign_body(store.signer, prev, encode(change))
+    return json.loads(body)
+
+
+def full_round(fleet) -> None:
+    for name, action, peer in ROUND:
+        fleet.sync(name, action, peer)
+
+
+def test_a_change_claiming_the_masters_origin_is_refused_and_the_real_one_arrives(fleet):
+    edge01, edge02 = fleet.store("EDGE01"), fleet.store("EDGE02")
+    rid = "MASTER01-LON-43AX-K3J9X0QZ-27112026200512"
+    forged = {"o": "MASTER01", "n": 1, "h": hlc.tick(None, "MASTER01"), "t": "pages", "i": rid,
+              "k": "new", "d": {"section": "s", "title": "forged", "body": None}}  # fmt: skip
+    # Signed with the key the attacker has (EDGE01's), or with no real signature.
+    res = attack(fleet, [signed(edge01, forged)])
+    refused(res, "MASTER01:1", "does not carry MASTER01's signature")
+    res = attack(fleet, [{**signed(edge01, forged), "s": "A" * 86}])
+    refused(res, "MASTER01:1")
+    assert edge02.rows("pages") == 0 and edge02.held() == {}
+    rules = edge02.status()["refusals"]
+    assert rules["count"] == 2 and rules["last"][0]["peer"] == "EDGE01"
+    # The master's real change 1 is not mistaken for a duplicate anywhere.
+    real = fleet.put("MASTER01", section="s", title="real")
+    full_round(fleet)
+    full_round(fleet)
+    for name in FLEET:
+        assert fleet.store(name).get("pages", real["id"])["title"] == "real"
+    assert len(set(fleet.digests().values())) == 1
+
+
+def test_a_change_in_the_receivers_own_name_or_past_any_counter_cannot_halt_it(fleet):
+    edge01, edge02 = fleet.store("EDGE01"), fleet.store("EDGE02")
+    rid = "EDGE02-LON-43AX-K3J9X0QZ-27112026200512"
+    for n in (2**63 - 1, 2**53):
+        change = {"o": "EDGE02", "n": n, "h": hlc.tick(None, "EDGE02"), "t": "pages", "i": rid,
+                  "k": "new", "d": {"title": "x"}}  # fmt: skip
+        res = attack(fleet, [signed(edge01, change)])
+        assert res.returncode == 2, res.stderr
+        assert b"bad origin sequence" in res.stderr and res.stderr.count(b"\n") == 1
+    # In range, but in the receiver's own name: only its own key proves that.
+    change = {"o": "EDGE02", "n": 5, "h": hlc.tick(None, "EDGE02"), "t": "pages", "i": rid,
+              "k": "new", "d": {"title": "x"}}  # fmt: skip
+    refused(attack(fleet, [signed(edge01, change)]), "EDGE02:5", "EDGE02's signature")
+    # Its own writes go on, numbered as before.
+    made = fleet.put("EDGE02", title="still writing")
+    assert log_of(edge02)[-1]["n"] == 1 and edge02.get("pages", made["id"])
+    # A huge counter in the attacker's own name harms nobody else either.
+    mine = {"o": "EDGE01", "n": 2**53 - 1, "h": hlc.tick(None, "EDGE01"), "t": "pages",
+            "i": "EDGE01-LON-43AX-K3J9X0QZ-27112026200512", "k": "new", "d": {"title": "y"}}  # fmt: skip
+    assert attack(fleet, [signed(edge01, mine)]).returncode == 0
+    fleet.put("EDGE02", title="and more")
+    full_round(fleet)
+    assert fleet.store("MASTER01").put("pages", {"title": "master writes"})
+
+
+def test_a_record_created_in_another_nodes_name_is_refused(fleet):
+    edge01, edge02 = fleet.store("EDGE01"), fleet.store("EDGE02")
+    rid = "MASTER01-LON-43AX-K3J9X0QZ-27112026200512"
+    change = {"o": "EDGE01", "n": 1, "h": hlc.tick(None, "EDGE01"), "t": "pages", "i": rid,
+              "k": "new", "d": {"section": "s", "title": "mine now"}}  # fmt: skip
+    refused(attack(fleet, [signed(edge01, change)]), "EDGE01:1", "MASTER01's name")
+    assert edge02.rows("pages") == 0
+
+
+def test_a_copied_slug_with_a_made_up_smaller_id_takes_nothing(fleet):
+    edge01 = fleet.store("EDGE01")
+    real = fleet.put("MASTER01", section="news", title="Launch")
+    full_round(fleet)
+    code = real["id"].split("-")[2]
+    assert real["slug"] == f"news-launch-{code.lower()}"
+    # A smaller ID in the master's name, wanting the same slug: as an edit
+    # (a "new" in another's name is refused), so its record is never born.
+    fake = f"MASTER01-LON-{code}-00000000-01011970000000"
+    assert fake < real["id"]
+    change = {"o": "EDGE01", "n": 1, "h": hlc.tick(None, "EDGE01"), "t": "pages", "i": fake,
+              "k": "put", "d": {"section": "news", "title": "Launch", "body": "pwned",
+                                "_code": code}}  # fmt: skip
+    res = attack(fleet, [signed(edge01, change)])
+    assert res.returncode == 0, res.stderr
+    edge01.apply_changes([signed(edge01, change)])  # the attacker's own host holds it too
+    full_round(fleet)
+    for name in FLEET:
+        store = fleet.store(name)
+        assert store.get_by_slug("pages", real["slug"])["id"] == real["id"], name
+        assert store.get("pages", real["id"])["slug"] == real["slug"]
+        with pytest.raises(Exception, match="not found"):
+            store.get("pages", fake)
+    assert len(set(fleet.digests().values())) == 1
+
+
+def test_a_genuine_change_altered_on_the_way_is_refused(fleet):
+    fleet.put("MASTER01", section="s", title="genuine")
+    full_round(fleet)  # the attacker's host now holds the master's change
+    change = next(c for c in log_of(fleet.store("EDGE01")) if c["o"] == "MASTER01")
+    assert attack(fleet, [change]).returncode == 0  # as it is: fine (already held)
+    tampered = {**change, "d": {**change["d"], "title": "altered"}}
+    refused(attack(fleet, [tampered]), "MASTER01:1", "MASTER01's signature")
+    # Whole batches are refused: a genuine change with a forged one applies neither.
+    edge01 = fleet.store("EDGE01")
+    mine = fleet.put("EDGE01", title="genuine edge01")
+    genuine = log_of(edge01)[-1]
+    refused(attack(fleet, [genuine, tampered]))
+    with pytest.raises(Exception, match="not found"):
+        fleet.store("EDGE02").get("pages", mine["id"])
+
+
+def test_a_chain_spliced_from_two_origins_or_reordered_is_refused(fleet):
+    edge01 = fleet.store("EDGE01")
+    for i in range(3):
+        fleet.put("MASTER01", title=f"m{i}")
+    full_round(fleet)
+    mchanges = [c for c in log_of(edge01) if c["o"] == "MASTER01"]
+    # Changes in the middle of a run are proved by the next one's link: swap one
+    # body for a forged one and the run no longer links.
+    forged = resign({**mchanges[1], "d": {"title": "spliced"}}, edge01)
+    forged["o"] = "MASTER01"
+    refused(attack(fleet, [mchanges[0], forged, mchanges[2]]), "MASTER01:")
+
+
+def test_a_change_from_an_origin_without_a_known_key_is_refused(fleet, tmp_path):
+    # EDGE09 is no member of this fleet (or was removed from it): no key anywhere.
+    stranger_dir = tmp_path / "stranger"
+    stranger_dir.mkdir()
+    stranger = Signer.create(stranger_dir / "signing_key", "EDGE09")
+    change = {"o": "EDGE09", "n": 1, "h": hlc.tick(None, "EDGE09"), "t": "pages",
+              "i": "EDGE09-LON-43AX-K3J9X0QZ-27112026200512", "k": "new",
+              "d": {"title": "from nowhere"}}  # fmt: skip
+    body, _v = sign_body(stranger, GENESIS, encode(change))
+    refused(attack(fleet, [json.loads(body)]), "EDGE09:1", "no known public key")
+    # Revocation: EDGE01 leaves NODE01's view of the fleet (its peers, trusted
+    # list and keys file, as the next site.yml makes them). EDGE02 has not
+    # heard yet and relays EDGE01's later change: NODE01 refuses it.
+    fleet.put("EDGE01", title="before revocation")
+    full_round(fleet)
+    keys = fleet.root / "fleet_keys"
+    lines = keys.read_text().splitlines(keepends=True)
+    keys.write_text("".join(line for line in lines if not line.startswith("EDGE01 ")))
+    cfg = fleet.config_path("NODE01")
+    text = cfg.read_text().replace('"EDGE01", ', "").replace(", \"EDGE01\"", "")
+    head, _sep, rest = text.partition("[peers.EDGE01]")
+    cfg.write_text(head + rest[rest.index("\n[") + 1 :])
+    later = fleet.put("EDGE01", title="after revocation")
+    fleet.sync("EDGE01", "push", "EDGE02")
+    res = fleet.cli("NODE01", "pull", "EDGE02")
+    assert res.returncode == 3, res.stderr
+    assert res.stderr.startswith("refused:") and "EDGE01" in res.stderr, res.stderr
+    assert "no known public key" in res.stderr and res.stderr.count("\n") == 1
+    node01 = fleet.store("NODE01")
+    assert node01.status()["refusals"]["count"] == 1
+    with pytest.raises(Exception, match="not found"):
+        node01.get("pages", later["id"])
+    # What it wrote before stays.
+    assert node01.rows("pages") == 1
+
+
+def test_an_agent_before_signing_is_refused_naming_the_version_gap(fleet):
+    res = attack(fleet, [], version=1)
+    refused(res, "sync protocol 1", "this agent speaks 2")
+
+
+def backup(store_path, to) -> None:
+    src = sqlite3.connect(store_path)
+    dst = sqlite3.connect(to)
+    src.backup(dst)
+    dst.close()
+    src.close()
+
+
+def test_an_edge_restored_from_an_old_backup_delivers_its_new_writes(fleet, tmp_path):
+    db = fleet.store("EDGE01").config.db_path
+    early = [fleet.put("EDGE01", title=f"early {i}")["id"] for i in range(3)]
+    fleet.sync("NODE01", "pull", "EDGE01")
+    backup(db, tmp_path / "edge01-backup.db")
+    lost_here = [fleet.put("EDGE01", title=f"after the backup {i}")["id"] for i in range(2)]
+    fleet.sync("NODE01", "pull", "EDGE01")
+    # The disk dies; the edge comes back from last night's backup.
+    fleet.close()
+    for suffix in ("", "-wal", "-shm"):
+        db.with_name(db.name + suffix).unlink(missing_ok=True)
+    shutil.copy(tmp_path / "edge01-backup.db", db)
+    assert fleet.store("EDGE01").held().get("EDGE01") == 3
+    after = [fleet.put("EDGE01", title=f"after the restore {i}")["id"] for i in range(2)]
+    # Its numbers 4 and 5 are the fleet's already; the next session shows it.
+    report = fleet.sync("NODE01", "pull", "EDGE01")
+    assert report["applied"] >= 2, report
+    full_round(fleet)
+    fleet.sync("EDGE01", "pull", "NODE01")
+    full_round(fleet)
+    for name in FLEET:
+        store = fleet.store(name)
+        for rid in early + lost_here + after:
+            assert store.get("pages", rid), (name, rid)
+    assert len(set(fleet.digests().values())) == 1
+    status = fleet.store("EDGE01").status()
+    assert status["origin"].startswith("EDGE01.")
+    # It keeps writing and delivering under its new incarnation.
+    more = fleet.put("EDGE01", title="and on")
+    full_round(fleet)
+    assert fleet.store("MASTER01").get("pages", more["id"])

@@ -18,14 +18,22 @@ import tempfile
 import time
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from proc_peak import own_peak_mb
 
 from edgesync import db, hlc
 from edgesync.agent import open_store
+from edgesync.changes import encode
 from edgesync.config import parse
 from edgesync.ids import new_id
 from edgesync.localredis import LocalRedis
+from edgesync.signing import GENESIS, Signer, b64, public_text, sign_body
 from edgesync.store import Store
+
+# The origin of the benchmarks' incoming changes, with a fixed key (test data only).
+ORIGIN = "EDGE09"
+ORIGIN_SIGNER = Signer(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
+ORIGIN_KEYS = {ORIGIN: public_text(ORIGIN_SIGNER.public)}
 
 TABLES = {
     "pages": {"columns": ["section", "title", "body"], "slug": ["section", "title"]},
@@ -44,6 +52,7 @@ def make_store(workdir: Path, name: str, redis_url: str, durability: str = "norm
                 "redis_url": redis_url,
                 "durability": durability,
             },
+            "keys": ORIGIN_KEYS,
             "tables": TABLES,
         }
     )
@@ -68,38 +77,40 @@ def bench_local_writes(workdir: Path, redis_url: str, n: int, durability: str) -
         lat.append(time.perf_counter() - t0)
     total = time.perf_counter() - start
     print(
-        f"local writes (durability={durability}, slug table, Redis XADD included): "
+        f"local writes (durability={durability}, slug table, signed, Redis XADD included): "
         f"{n / total:,.0f} writes/s  p50 {pct(lat, 0.5) * 1e6:.0f} us  "
         f"p99 {pct(lat, 0.99) * 1e6:.0f} us  ({n} writes)"
     )
     s.close()
 
 
-def make_batches(n_batches: int, size: int, origin: str = "EDGE09", seed: int = 1):
-    """Batches of fresh records from one origin: random IDs, 200-byte bodies."""
+def make_batches(n_batches: int, size: int, seed: int = 1):
+    """Batches of fresh records from ORIGIN, signed as it would sign them:
+    random IDs, 200-byte bodies."""
     rng = random.Random(seed)
     letters = string.ascii_letters
-    stamp = hlc.encode(hlc.wall_ms(), 0, origin)
-    seq = 0
+    stamp = hlc.encode(hlc.wall_ms(), 0, ORIGIN)
+    seq, prev = 0, GENESIS
     for _ in range(n_batches):
         batch = []
         for _ in range(size):
             seq += 1
-            batch.append(
-                {
-                    "o": origin,
-                    "n": seq,
-                    "h": stamp,
-                    "t": "items",
-                    "i": new_id(origin, "PAR"),
-                    "k": "put",
-                    "d": {
-                        "section": "news",
-                        "title": "t" + str(seq),
-                        "body": "".join(rng.choices(letters, k=200)),
-                    },
-                }
-            )
+            change = {
+                "o": ORIGIN,
+                "n": seq,
+                "h": stamp,
+                "t": "items",
+                "i": new_id(ORIGIN, "PAR"),
+                "k": "new",
+                "d": {
+                    "section": "news",
+                    "title": "t" + str(seq),
+                    "body": "".join(rng.choices(letters, k=200)),
+                },
+            }
+            body, value = sign_body(ORIGIN_SIGNER, prev, encode(change))
+            prev = b64(value)
+            batch.append(json.loads(body))
         yield batch
 
 
@@ -132,8 +143,11 @@ def raw_upsert_rate(workdir: Path, batches: list[list[dict]], without_rowid: boo
     return rate
 
 
-def apply_rate(workdir: Path, redis_url: str, batches: list[list[dict]], name: str) -> float:
+def apply_rate(
+    workdir: Path, redis_url: str, batches: list[list[dict]], name: str, verify: bool = True
+) -> float:
     s = make_store(workdir, name, redis_url)
+    s.verify = verify
     n = 0
     start = time.perf_counter()
     for batch in batches:
@@ -157,6 +171,12 @@ def bench_apply(workdir: Path, redis_url: str, n_batches: int) -> None:
             f"{raw:>9,.0f} rows/s   ratio {ours / raw:.2f}   ({total:,} changes)"
         )
     db.WITHOUT_ROWID = False
+    # The cost of checking every change's proof of origin, in the same run.
+    off = apply_rate(workdir, redis_url, batches, "VOFF", verify=False)
+    on = apply_rate(workdir, redis_url, batches, "VON", verify=True)
+    print(
+        f"  verification on: {on:,.0f} changes/s, off: {off:,.0f} changes/s, on/off {on / off:.2f}"
+    )
 
 
 def rss_child(workdir: Path, redis_url: str, total: int) -> None:

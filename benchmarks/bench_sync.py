@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_store import make_batches
+from bench_store import ORIGIN_KEYS, make_batches
 from proc_peak import run_measured
 
 from edgesync.agent import open_store
@@ -26,6 +26,7 @@ from edgesync.config import dump
 from edgesync.localredis import LocalRedis
 from edgesync.localsshd import LocalSshd, keygen
 from edgesync.store import Store
+from edgesync.sync import sync
 
 
 def write_config(root: Path, name: str, role: str, farm: str | None, redis: str, peers: dict):
@@ -36,6 +37,7 @@ def write_config(root: Path, name: str, role: str, farm: str | None, redis: str,
     path.write_text(dump({
         "node": node,
         "peers": {p: {"url": u, "role": r, "farm": f} for p, (u, r, f) in peers.items()},
+        "keys": ORIGIN_KEYS,
         "tables": {"items": {"columns": ["section", "title", "body"]}},
     }))  # fmt: skip
     return path
@@ -50,7 +52,7 @@ def open_init(path: Path) -> Store:
 def fill(store: Store, total: int) -> float:
     """Give the edge ``total`` changes (made at another edge, now held here)."""
     spent = 0.0
-    for batch in make_batches(total // 1000, 1000, origin="EDGE09"):
+    for batch in make_batches(total // 1000, 1000):
         start = time.perf_counter()  # time the store, not the making of test data
         store.apply_changes(batch)
         spent += time.perf_counter() - start
@@ -73,6 +75,25 @@ def run_cli(config: Path, *args: str, measure: bool = False):
     if measure:
         return json.loads(out.stdout), seconds, peaks
     return json.loads(out.stdout), seconds
+
+
+def verification_on_off(root: Path, url: str, edge: Path) -> None:
+    """The master pulls everything from the edge into a fresh database, checking
+    every change's proof of origin or not, alternately, in this one run."""
+    rates: dict[bool, list[float]] = {True: [], False: []}
+    for k, verify in enumerate((True, False, True, False)):
+        (root / f"verify{k}").mkdir()
+        path = write_config(root / f"verify{k}", "MASTER01", "master", None, url,
+                            {"EDGE01": (f"local:{edge}", "edge", "a")})  # fmt: skip
+        store = open_init(path)
+        store.verify = verify
+        start = time.perf_counter()
+        report = sync(store, "EDGE01", "pull")
+        rates[verify].append(report["applied"] / (time.perf_counter() - start))
+        store.close()
+    on, off = max(rates[True]), max(rates[False])
+    print(f"  master pulls from edge over local:, verification on  {on:>9,.0f} changes/s "
+          f"(best of 2), off {off:>9,.0f} changes/s; on/off {on / off:.2f}")  # fmt: skip
 
 
 def main() -> None:
@@ -122,6 +143,7 @@ def main() -> None:
                 print(f"  {label:40s} {moved:>9,} changes  {rate:>9,.0f} changes/s end to end"
                       f"  ratio to store apply {rate / raw:.2f}")  # fmt: skip
             edge_store.close()
+            verification_on_off(root, url, e1)
 
             # Peak RSS of a big sync: a fresh pair, the puller and its serve child.
             r2 = root / "rss"

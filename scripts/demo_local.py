@@ -51,6 +51,7 @@ def main() -> None:
         print(f"# (one private redis-server on 127.0.0.1:{redis.port})\n")
         for name in FLEET:
             edgesync(cfg[name], "init", show=False)
+        localfleet.share_keys(ROOT, FLEET)  # every agent checks every change's signature
         made = []
         for edge, section, title in [
             ("EDGE01", "admin", "Example Page"),

@@ -141,7 +141,8 @@ def test_a_change_in_the_receivers_own_name_or_past_any_counter_cannot_halt_it(f
     assert log_of(edge02)[-1]["n"] == 1 and edge02.get("pages", made["id"])
     # A huge counter in the attacker's own name harms nobody else either.
     mine = {"o": "EDGE01", "n": 2**53 - 1, "h": hlc.tick(None, "EDGE01"), "t": "pages",
-            "i": "EDGE01-LON-43AX-K3J9X0QZ-27112026200512", "k": "new", "d": {"title": "y"}}  # fmt: skip
+            "i": "EDGE01-LON-43AX-K3J9X0QZ-27112026200512", "k": "new",
+            "d": {"title": "y"}}  # fmt: skip
     assert attack(fleet, [signed(edge01, mine)]).returncode == 0
     fleet.put("EDGE02", title="and more")
     full_round(fleet)
@@ -231,7 +232,7 @@ def test_a_change_from_an_origin_without_a_known_key_is_refused(fleet, tmp_path)
     lines = keys.read_text().splitlines(keepends=True)
     keys.write_text("".join(line for line in lines if not line.startswith("EDGE01 ")))
     cfg = fleet.config_path("NODE01")
-    text = cfg.read_text().replace('"EDGE01", ', "").replace(", \"EDGE01\"", "")
+    text = cfg.read_text().replace('"EDGE01", ', "").replace(', "EDGE01"', "")
     head, _sep, rest = text.partition("[peers.EDGE01]")
     cfg.write_text(head + rest[rest.index("\n[") + 1 :])
     later = fleet.put("EDGE01", title="after revocation")

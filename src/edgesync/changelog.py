@@ -60,20 +60,21 @@ class ChangeLog:
     def confirm(self, n: int) -> None:
         self.db.execute("UPDATE _signing SET confirmed = max(confirmed, ?)", (n,))
 
-    def heads_of(self, node: str) -> dict[str, list]:
-        """{origin: [n, chain, sig]}: the highest change held here of each origin
-        of ``node`` (its name, NAME.INCARNATION after a restore)."""
+    def heads_of(self, node: str) -> dict[str, str]:
+        """{origin: body}: the highest change held here of each origin of
+        ``node`` (its name, NAME.INCARNATION after a restore)."""
         rows = self.db.execute(
-            "SELECT origin, n, chain, sig FROM _heads WHERE origin = ? OR origin LIKE ?",
+            "SELECT origin, body FROM _heads WHERE origin = ? OR origin LIKE ?",
             (node, node + ".%"),
         )
-        return {origin: [n, value, sig] for origin, n, value, sig in rows}
+        return dict(rows)
 
-    def save_heads(self, heads: dict[str, tuple[int, str, str]]) -> None:
+    def save_heads(self, heads: dict[str, tuple[int, str]]) -> None:
+        """Remember each origin's highest change held here: (n, body)."""
         self.db.executemany(
-            "INSERT INTO _heads VALUES (?, ?, ?, ?) ON CONFLICT(origin) DO UPDATE SET"
-            " n = excluded.n, chain = excluded.chain, sig = excluded.sig WHERE excluded.n > n",
-            [(o, *h) for o, h in heads.items()],
+            "INSERT INTO _heads VALUES (?, ?, ?) ON CONFLICT(origin) DO UPDATE SET"
+            " n = excluded.n, body = excluded.body WHERE excluded.n > n",
+            [(o, n, body) for o, (n, body) in heads.items()],
         )
 
     # -- this node's clock and numbering -------------------------------------

@@ -10,7 +10,7 @@ Bookkeeping tables (names begin with ``_``)::
                                          after a restore), chain head, and the highest own
                                          sequence a peer was seen to hold unchanged
     _own(n, seq, chain)                  this origin's changes: log position and chain value
-    _heads(origin, n, chain, sig)        per other origin, its highest change held here
+    _heads(origin, n, body)              per other origin, its highest change held here
     _changes(seq, origin, origin_seq, body)   the change log (see changelog.py)
     _early(origin, origin_seq)           changes logged ahead of their origin's held mark
     _origins(origin, held)               per origin, the highest sequence held without gaps
@@ -124,7 +124,7 @@ class Database:
             )
             ex(
                 "CREATE TABLE IF NOT EXISTS _heads(origin TEXT PRIMARY KEY, n INTEGER NOT NULL,"
-                " chain TEXT NOT NULL, sig TEXT NOT NULL) WITHOUT ROWID"
+                " body TEXT NOT NULL) WITHOUT ROWID"
             )
             ex(
                 "CREATE TABLE IF NOT EXISTS _changes(seq INTEGER PRIMARY KEY,"

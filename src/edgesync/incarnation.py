@@ -28,17 +28,30 @@ import json
 import os
 
 from .changelog import ChangeLog, Entry
-from .changes import encode
+from .changes import ORDER, encode
 from .db import Database
 from .ids import new_code
-from .signing import GENESIS, Signer, b64, proves, sign_body
+from .signing import CHAIN_RE, GENESIS, Signer, b64, chain, content_of, proves, sign_body
 
 
-def diverged(log: ChangeLog, own_seq: int, head: list, signer: Signer) -> bool:
-    """True when a peer's ``head`` ([n, chain, sig]) of this node's origin, signed
-    by this node's own key, is a change this database lacks or made otherwise.
-    A head that is not ours (bad signature) proves nothing and is ignored."""
-    n, value, sig = head
+def diverged(log: ChangeLog, own_seq: int, head: str, signer: Signer) -> bool:
+    """True when a peer's ``head`` (the body of the highest change it holds of
+    this node's current origin), signed by this node's own key, is a change
+    this database lacks or made otherwise. A head that is not a change of ours
+    (malformed, another origin, not our signature) proves nothing: ignored."""
+    try:
+        change = json.loads(head)
+    except (ValueError, RecursionError):
+        return False
+    if not (isinstance(change, dict) and change.keys() == set(ORDER)):
+        return False
+    n, prev, sig = change["n"], change["p"], change["s"]
+    if change["o"] != log.origin() or type(n) is not int or not isinstance(prev, str):
+        return False
+    if not CHAIN_RE.match(prev):
+        return False
+    body = encode({k: change[k] for k in ORDER})
+    value = b64(chain(prev, content_of(body)))
     if not proves(signer.public, value, sig):
         return False
     if n > own_seq:

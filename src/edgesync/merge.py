@@ -38,10 +38,15 @@ class Merger:
         self._sql = {spec.name: _statements(spec) for spec in config.tables.values()}
 
     def apply(
-        self, batch: list[dict], bodies: list[str], chains: list[str], local: bool = False
+        self,
+        batch: list[dict],
+        bodies: list[str],
+        chains: list[str] | None = None,
+        local: bool = False,
     ) -> tuple[ApplyResult, list[Entry]]:
         """Log and apply changes (validated and proved; ``bodies`` their canonical
-        encodings, ``chains`` their chain values) inside the open transaction;
+        encodings; ``chains``, for this node's own fresh writes, their chain
+        values) inside the open transaction;
         returns what it did and the log entries it made.
 
         ``local`` marks this node's own fresh writes, which cannot be duplicates
@@ -62,11 +67,11 @@ class Merger:
                 where = {id(ch): pos for pos, ch in enumerate(batch)}
                 picked = [where[id(ch)] for ch in new]
                 entries = self.log.append(new, [bodies[p] for p in picked])
-                heads: dict[str, tuple[int, str, str]] = {}
+                heads: dict[str, tuple[int, str]] = {}
                 for p in picked:
                     ch = batch[p]
                     if ch["n"] > heads.get(ch["o"], (0,))[0]:
-                        heads[ch["o"]] = (ch["n"], chains[p], ch["s"])
+                        heads[ch["o"]] = (ch["n"], bodies[p])
                 self.log.save_heads(heads)
             else:
                 entries = []

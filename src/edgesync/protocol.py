@@ -10,8 +10,8 @@ Session (the caller speaks first):
     caller → hello   {v, node, action: push|pull, clock, yours, held?, cursor?, log?}
     callee → welcome {v, node, clock, yours, held?, log?}  or  refused {rule}  or  error {msg}
 
-``yours`` is what the sender holds of the other side's origins ({origin: [n,
-chain value, signature]}): a node restored from a backup learns from it that
+``yours`` is what the sender holds of the other side's origins ({origin: the
+highest change of it held, as sent}): a node restored from a backup learns from it that
 the fleet holds later changes of its own (incarnation.py). Version 2 carries
 signed changes (signing.py); version 1 agents are refused, naming the gap.
     push:  caller → batch {changes, last}   callee → ack {applied, conflicts, skipped}

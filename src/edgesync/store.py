@@ -33,8 +33,6 @@ from .signing import (
     KeyRing,
     Signer,
     b64,
-    chain,
-    content_of,
     read_keys_file,
     sign_body,
     verify_batch,
@@ -196,17 +194,14 @@ class Store:
         """Apply a batch of change records from another node in one transaction.
 
         The batch is validated first and rejected whole (BadBatch) if any
-        change is malformed. Changes already held are skipped. ``cursor``
+        change is malformed, then every change's proof of origin is checked
+        (signing.py; Forged, refused whole). Changes already held are skipped. ``cursor``
         (peer, direction, seq) is moved in the same transaction.
         """
         batch, bodies = validate_batch(changes, self.config)
         check_creators(batch)
         if self.verify:
-            chains = [b64(v) for v in verify_batch(batch, bodies, self.keys)]
-        else:
-            chains = [
-                b64(chain(ch["p"], content_of(b))) for ch, b in zip(batch, bodies, strict=True)
-            ]
+            verify_batch(batch, bodies, self.keys)
         with self.transaction():
             origin = self.log.origin()
             own = max((ch["n"] for ch in batch if ch["o"] == origin), default=0)
@@ -214,7 +209,7 @@ class Store:
                 # The fleet holds later changes of ours, proved by our own key:
                 # this database went back in time.
                 self._start_incarnation()
-            result, entries = self.merger.apply(batch, bodies, chains)
+            result, entries = self.merger.apply(batch, bodies)
             self._entries += entries
             if cursor is not None:
                 self.log.set_cursor(*cursor)
@@ -227,17 +222,17 @@ class Store:
 
     # -- restore from backup (incarnation.py) ---------------------------------------
 
-    def heads_of(self, node: str) -> dict[str, list]:
-        """[n, chain, sig] of the highest change held here of each origin of
-        ``node`` (its name and its incarnations): what a session shows it."""
+    def heads_of(self, node: str) -> dict[str, str]:
+        """The highest change held here of each origin of ``node`` (its name and
+        its incarnations), as sent: what a session shows it."""
         return self.log.heads_of(node)
 
     def check_heads(self, heads: object) -> bool:
-        """Given what a peer holds of this node's origins ({origin: [n, chain,
-        sig]}), start a new incarnation if it proves this database went back in
-        time. Returns True when it did."""
+        """Given what a peer holds of this node's origins ({origin: the highest
+        change held, as sent}), start a new incarnation if it proves this database
+        went back in time. Returns True when it did."""
         head = heads.get(self.log.origin()) if isinstance(heads, dict) else None
-        if not (isinstance(head, list) and len(head) == 3 and type(head[0]) is int):
+        if not isinstance(head, str):
             return False
         with self.transaction():
             if not incarnation.diverged(self.log, self.log.clock()[1], head, self.signer):

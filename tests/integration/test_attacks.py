@@ -63,10 +63,12 @@ def frame(obj) -> bytes:
     return len(data).to_bytes(4, "big") + data
 
 
-def attack(fleet, changes: list[dict], version: int = 2) -> subprocess.CompletedProcess:
+def attack(
+    fleet, changes: list[dict], version: int = 2, yours: dict | None = None
+) -> subprocess.CompletedProcess:
     """Push ``changes`` to EDGE02 over ssh as EDGE01, frames made by hand."""
     hello = {"t": "hello", "v": version, "node": "EDGE01", "action": "push",
-             "clock": hlc.wall_ms(), "yours": {}}  # fmt: skip
+             "clock": hlc.wall_ms(), "yours": yours or {}}  # fmt: skip
     data = frame(hello) + frame({"t": "batch", "last": 1, "changes": changes})
     data += frame({"t": "done"})
     root = fleet.root / "edge01"
@@ -247,6 +249,24 @@ def test_a_change_from_an_origin_without_a_known_key_is_refused(fleet, tmp_path)
         node01.get("pages", later["id"])
     # What it wrote before stays.
     assert node01.rows("pages") == 1
+
+
+def test_a_replayed_head_with_a_made_up_number_does_not_make_a_node_start_again(fleet):
+    for i in range(2):
+        fleet.put("EDGE02", title=f"e2 {i}")
+    full_round(fleet)
+    theirs = [c for c in log_of(fleet.store("EDGE01")) if c["o"] == "EDGE02"][-1]
+    for head in (
+        {**theirs, "n": 1000},  # genuine signature, number made up
+        {**theirs, "d": {"title": "other"}},  # genuine signature, content made up
+        resign({**theirs, "n": 1000}, fleet.store("EDGE01")),  # signed by the wrong key
+    ):
+        res = attack(fleet, [], yours={"EDGE02": json.dumps(head)})
+        assert res.returncode == 0, res.stderr
+    for junk in ("{", "[" * 100_000, json.dumps({"o": 1}), 5):
+        assert attack(fleet, [], yours={"EDGE02": junk}).returncode == 0
+    assert fleet.store("EDGE02").status()["origin"] == "EDGE02"
+    assert log_of(fleet.store("EDGE02"))[-1]["n"] == 2
 
 
 def test_an_agent_before_signing_is_refused_naming_the_version_gap(fleet):

@@ -11,6 +11,7 @@ a log: a pusher's in its own, a puller's in the peer's.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from .changes import encode
@@ -227,17 +228,45 @@ class ChangeLog:
         """The token naming this log; a new one after a new incarnation."""
         return self.db.meta("log_id")
 
-    def pull_cursor(self, peer: str) -> tuple[int, str | None]:
-        """(cursor, the peer's log_id it counts in) for pulling from ``peer``."""
-        return self.cursor(peer, "pull"), self.db.meta(f"log_id:{peer}")
+    def pull_cursor(self, peer: str) -> tuple[int, str | None, list | None]:
+        """(cursor, the peer's log_id it counts in, [origin, n] of the change the
+        peer had at the cursor) for pulling from ``peer``."""
+        at = self.db.meta(f"at:{peer}")
+        return self.cursor(peer, "pull"), self.db.meta(f"log_id:{peer}"), at and json.loads(at)
+
+    def set_pull_at(self, peer: str, at: list | None) -> None:
+        self.db.execute(
+            "INSERT INTO _meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (f"at:{peer}", json.dumps(at)),
+        )
+
+    def at_of(self, seq: int) -> list | None:
+        """[origin, n] of the change logged at ``seq``: what a puller's cursor
+        there stands on, so a log that went back in time is noticed."""
+        row = self.db.execute(
+            "SELECT origin, origin_seq FROM _changes WHERE seq = ?", (seq,)
+        ).fetchone()
+        return list(row) if row else None
 
     def restart_pull(self, peer: str, log_id: str) -> None:
         """The peer's log is another than the one the cursor counts in: start over
         in it (held marks keep what is held from being sent again)."""
         self.db.execute("DELETE FROM _cursors WHERE peer = ? AND direction = 'pull'", (peer,))
+        self.db.execute("DELETE FROM _meta WHERE key = ?", (f"at:{peer}",))
         self.db.execute(
             "INSERT INTO _meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (f"log_id:{peer}", log_id),
+        )
+
+    def push_held(self, peer: str) -> dict[str, int]:
+        """What ``peer`` held after this node's last push to it."""
+        saved = self.db.meta(f"held:{peer}")
+        return json.loads(saved) if saved else {}
+
+    def set_push_held(self, peer: str, held: dict[str, int]) -> None:
+        self.db.execute(
+            "INSERT INTO _meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (f"held:{peer}", json.dumps(held)),
         )
 
     def cursors(self) -> list[dict]:

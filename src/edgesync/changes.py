@@ -33,7 +33,7 @@ MAX_INT = 2**63 - 1
 # Origin sequences stay far inside SQLite's integers (and JSON's exact ones), so
 # no peer can push a counter to where adding one fails.
 MAX_SEQ = 2**53 - 1
-ORIGIN_RE = re.compile(r"^[A-Z0-9]{1,16}(\.[A-Z0-9]{8})?$")
+ORIGIN_RE = re.compile(r"^[A-Z0-9]{1,16}(\.[A-Z0-9]{8})?\Z")
 ORDER = ("o", "n", "h", "t", "i", "k", "d", "p", "s")
 
 
@@ -150,7 +150,10 @@ def _validate_change(ch: object, config: Config) -> None:
         raise BadInput(f"bad signature {ch['s']!r}")
     if type(stamp) is not str or not HLC_RE.match(stamp):
         raise BadInput(f"bad clock stamp {stamp!r}")
-    spec = config.tables.get(ch["t"])  # type: ignore[arg-type]
+    if stamp.rsplit(".", 1)[1] != node_of(origin):
+        # A stamp names its node: no two origins can make equal stamps.
+        raise BadInput(f"clock stamp {stamp!r} is not {node_of(origin)}'s")
+    spec = config.tables.get(ch["t"]) if type(ch["t"]) is str else None
     if spec is None:
         raise BadInput(f"unknown table {ch['t']!r}")
     rid = ch["i"]

@@ -55,8 +55,8 @@ from .ids import LOCATION_RE, NODE_NAME_RE
 from .signing import PUBLIC_RE
 
 ROLES = ("master", "node", "edge")
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-FARM_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
+FARM_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
 RESERVED_COLUMNS = {"id", "slug"}
 DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
 

@@ -4,7 +4,9 @@ Bookkeeping tables (names begin with ``_``)::
 
     _meta(key, value)                    schema_version, stream_epoch, stream_gap_from,
                                          log_id (names this log; pullers' cursors
-                                         count only for the log_id they saw), log_id:PEER
+                                         count only for the log_id they saw), log_id:PEER,
+                                         at:PEER (what stood at a pull cursor), held:PEER
+                                         (what a push target held after the last push)
     _clock(one, stamp, own_seq)          this node's last HLC stamp and own sequence
     _signing(one, origin, head, confirmed)  this node's origin (its name, or NAME.INCARNATION
                                          after a restore), chain head, and the highest own

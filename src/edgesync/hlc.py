@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 
-HLC_RE = re.compile(r"^[0-9a-f]{12}\.[0-9a-f]{4}\.[A-Z0-9]{1,16}$")
+HLC_RE = re.compile(r"^[0-9a-f]{12}\.[0-9a-f]{4}\.[A-Z0-9]{1,16}\Z")
 _MAX_COUNTER = 0xFFFF
 
 

@@ -12,10 +12,10 @@ import os
 import re
 import time
 
-ID_RE = re.compile(r"^[A-Z0-9]{1,16}-[A-Z0-9]{2,8}-[0-9]{2}[A-Z]{2}-[A-Z0-9]{8}-[0-9]{14}$")
-NODE_NAME_RE = re.compile(r"^[A-Z0-9]{1,16}$")
-LOCATION_RE = re.compile(r"^[A-Z0-9]{2,8}$")
-CODE_RE = re.compile(r"^[0-9]{2}[A-Z]{2}$")
+ID_RE = re.compile(r"^[A-Z0-9]{1,16}-[A-Z0-9]{2,8}-[0-9]{2}[A-Z]{2}-[A-Z0-9]{8}-[0-9]{14}\Z")
+NODE_NAME_RE = re.compile(r"^[A-Z0-9]{1,16}\Z")
+LOCATION_RE = re.compile(r"^[A-Z0-9]{2,8}\Z")
+CODE_RE = re.compile(r"^[0-9]{2}[A-Z]{2}\Z")
 
 _ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"

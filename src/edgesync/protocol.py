@@ -16,8 +16,13 @@ the fleet holds later changes of its own (incarnation.py). Version 2 carries
 signed changes (signing.py); version 1 agents are refused, naming the gap.
     push:  caller → batch {changes, last}   callee → ack {applied, conflicts, skipped}
            ... caller → done                callee → bye
-    pull:  callee → batch {changes, last}   caller → ack {applied, conflicts, skipped}
-           ... callee → done
+    pull:  callee → batch {changes, last, at} caller → ack {applied, conflicts, skipped}
+           ... callee → done {last, at}
+
+A puller's cursor is a position in the peer's log, valid only in the log it
+was made in: the hello names that log (``log``) and what stood at the cursor
+(``at``: [origin, n]); a peer whose log is another, or went back in time (a
+restore from backup), reads its log to the puller from the start.
 """
 
 from __future__ import annotations
@@ -79,8 +84,8 @@ def read_frame(inp: BinaryIO, expect: tuple[str, ...] | None = None) -> dict:
         raise ProtocolError(f"truncated frame: got {len(data)} of {size} bytes")
     try:
         message = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"malformed frame: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, huge numbers, deep nesting
+        raise ProtocolError(f"malformed frame: {str(exc)[:200]}") from None
     if not isinstance(message, dict) or not isinstance(message.get("t"), str):
         raise ProtocolError("malformed frame: not an object with a type")
     if message["t"] == "error":
@@ -119,7 +124,7 @@ def version_gap(peer: str, text: str) -> Refused | None:
     if not found or found.group(1) == str(VERSION):
         return None
     theirs = found.group(1).strip("'\".,:;")
-    what = VERSIONS.get(int(theirs)) if theirs.isdigit() else None
+    what = VERSIONS.get(int(theirs)) if re.fullmatch(r"[0-9]{1,6}", theirs) else None
     return Refused(
         f"refused: {peer} speaks sync protocol {theirs}"
         + (f" ({what})" if what else "")
@@ -136,11 +141,13 @@ def ack(applied: int, conflicts: int = 0, skipped: int = 0) -> dict:
     return {"t": "ack", "applied": applied, "conflicts": conflicts, "skipped": skipped}
 
 
-def batch_frame(bodies: list[str], last: int) -> bytes:
-    """A batch frame built from already-encoded change bodies (no re-encoding)."""
+def batch_frame(bodies: list[str], last: int, at: list | None = None) -> bytes:
+    """A batch frame built from already-encoded change bodies (no re-encoding);
+    a puller's batch says what stands at ``last`` in the sender's log (``at``)."""
     return (
         b'{"t":"batch","last":'
         + str(last).encode()
+        + (b',"at":' + json.dumps(at).encode() if at is not None else b"")
         + b',"changes":['
         + ",".join(bodies).encode()
         + b"]}"

@@ -34,9 +34,11 @@ from .errors import BadInput, Refused
 
 DOMAIN = b"edgesync change v1\0"
 GENESIS = "A" * 43  # the chain value before an origin's first change (32 zero bytes)
-CHAIN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
-SIG_RE = re.compile(r"^[A-Za-z0-9_-]{86}$")
-PUBLIC_RE = re.compile(r"^[A-Za-z0-9+/]{43}=$")
+# Canonical unpadded base64url only (the spare bits of the last character zero),
+# so a relay cannot store the same value spelt another way.
+CHAIN_RE = re.compile(r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]\Z")
+SIG_RE = re.compile(r"^[A-Za-z0-9_-]{85}[AQgw]\Z")
+PUBLIC_RE = re.compile(r"^[A-Za-z0-9+/]{43}=\Z")
 # The signed suffix of a canonical change body: ,"p":"<43>","s":"<86>"}
 _SUFFIX = len(',"p":"') + 43 + len('","s":"') + 86 + len('"}')
 
@@ -206,19 +208,26 @@ def proves(key: Ed25519PublicKey, value: object, sig: object) -> bool:
     return True
 
 
-def verify_batch(changes: list[dict], bodies: list[str], keys: KeyRing) -> list[bytes]:
+def verify_batch(
+    changes: list[dict], bodies: list[str], keys: KeyRing, held: dict[str, int] | None = None
+) -> list[bytes]:
     """Check the proof of every change of a batch (already validated, with its
     canonical ``bodies``); raise Forged naming the first change that fails.
     Returns each change's chain value.
 
-    The changes of each origin are cut into runs, each change linking to the one
-    before it (``n`` one higher, ``p`` its chain value); the signature on the
-    last change of a run proves the whole run.
+    The changes of each origin, in sequence order, are cut into runs, each
+    change linking to the one before it (``n`` one higher, ``p`` its chain
+    value); the signature on the last change of a run proves the whole run. A
+    run the receiver already holds (every change at or below its ``held`` mark)
+    is skipped whole, so it needs no proof.
     """
+    held = held or {}
     values = [chain(ch["p"], content_of(body)) for ch, body in zip(changes, bodies, strict=True)]
+    order = sorted(range(len(changes)), key=lambda i: (changes[i]["o"], changes[i]["n"]))
     last: dict[str, int] = {}  # origin -> position of the last change of its open run
     ends: list[int] = []
-    for pos, ch in enumerate(changes):
+    for pos in order:
+        ch = changes[pos]
         origin = ch["o"]
         before = last.get(origin)
         if before is not None:
@@ -227,8 +236,10 @@ def verify_batch(changes: list[dict], bodies: list[str], keys: KeyRing) -> list[
                 ends.append(before)  # the run ends; this change starts another
         last[origin] = pos
     ends += last.values()
-    for pos in ends:
+    for pos in sorted(ends):
         ch = changes[pos]
+        if ch["n"] <= held.get(ch["o"], 0):
+            continue
         key = keys.get(node_of(ch["o"]))
         if key is None:
             raise Forged(

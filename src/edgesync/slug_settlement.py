@@ -10,6 +10,8 @@ on the records, so every node that holds them settles them alike.
 
 from __future__ import annotations
 
+import hashlib
+
 from . import slugs
 from .config import TableSpec
 from .db import IN_CHUNK, Database, q
@@ -78,10 +80,18 @@ def settle(db: Database, spec: TableSpec, ids: list[str]) -> None:
         members = db.execute(
             f"SELECT id, slug FROM {t} WHERE _want = ? AND _deleted = 0 ORDER BY id", (want,)
         ).fetchall()
-        # Losers first, so the winner's slug is free when it takes it.
-        for rid, slug in members[1:]:
-            fb = slugs.fallback(want, random_of(rid))
-            if slug != fb:
-                db.execute(f"UPDATE {t} SET slug = ? WHERE id = ?", (fb, rid))
-        if members and members[0][1] != want:
-            db.execute(f"UPDATE {t} SET slug = ? WHERE id = ?", (want, members[0][0]))
+        # Every member's slug: the first in ID order holds the one wanted, the
+        # others fall back. Two IDs may share their random part (a node makes
+        # its IDs as it likes): the later one then adds a digest of its whole ID.
+        targets: dict[str, str] = {}
+        taken: set[str] = set()
+        for k, (rid, _slug) in enumerate(members):
+            fb = want if k == 0 else slugs.fallback(want, random_of(rid))
+            if fb in taken:
+                fb = slugs.fallback(fb, hashlib.sha256(rid.encode()).hexdigest()[:12])
+            targets[rid] = fb
+            taken.add(fb)
+        moving = [(targets[rid], rid) for rid, slug in members if slug != targets[rid]]
+        # Free the slugs that move first, so no two rows hold one for a moment.
+        db.executemany(f"UPDATE {t} SET slug = NULL WHERE id = ?", [(r,) for _s, r in moving])
+        db.executemany(f"UPDATE {t} SET slug = ? WHERE id = ?", moving)

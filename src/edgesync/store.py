@@ -189,19 +189,23 @@ class Store:
     # -- changes from elsewhere ---------------------------------------------------
 
     def apply_changes(
-        self, changes: object, cursor: tuple[str, str, int] | None = None
+        self,
+        changes: object,
+        cursor: tuple[str, str, int] | None = None,
+        at: list | None = None,
     ) -> ApplyResult:
         """Apply a batch of change records from another node in one transaction.
 
         The batch is validated first and rejected whole (BadBatch) if any
         change is malformed, then every change's proof of origin is checked
         (signing.py; Forged, refused whole). Changes already held are skipped. ``cursor``
-        (peer, direction, seq) is moved in the same transaction.
+        (peer, direction, seq) is moved in the same transaction; a pull
+        cursor with ``at``, what the peer's log holds there.
         """
         batch, bodies = validate_batch(changes, self.config)
         check_creators(batch)
         if self.verify:
-            verify_batch(batch, bodies, self.keys)
+            verify_batch(batch, bodies, self.keys, self.log.held())
         with self.transaction():
             origin = self.log.origin()
             own = max((ch["n"] for ch in batch if ch["o"] == origin), default=0)
@@ -213,6 +217,8 @@ class Store:
             self._entries += entries
             if cursor is not None:
                 self.log.set_cursor(*cursor)
+                if cursor[1] == "pull":
+                    self.log.set_pull_at(cursor[0], at)
             if result.last_stamp is not None:
                 last = self.log.clock()[0]
                 newest = hlc.later(last, result.last_stamp)
@@ -280,6 +286,20 @@ class Store:
         """Move a sync cursor in a transaction of its own."""
         with self.transaction():
             self.log.set_cursor(peer, direction, seq)
+
+    def set_pull_cursor(self, peer: str, seq: int, at: list | None) -> None:
+        with self.transaction():
+            self.log.set_cursor(peer, "pull", seq)
+            self.log.set_pull_at(peer, at)
+
+    def restart_push(self, peer: str) -> None:
+        """The peer holds less than it did: push it this log from the start."""
+        with self.transaction():
+            self.db.execute("DELETE FROM _cursors WHERE peer = ? AND direction = 'push'", (peer,))
+
+    def set_push_held(self, peer: str, held: dict[str, int]) -> None:
+        with self.transaction():
+            self.log.set_push_held(peer, held)
 
     def restart_pull(self, peer: str, log_id: str) -> None:
         """The peer's log is not the one this node's cursor counts in: start over."""

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from . import hlc, policy, protocol
 from .changelog import take_unheld
-from .changes import check_stamps
+from .changes import MAX_SEQ, check_stamps
 from .errors import Refused, SyncError
 from .protocol import MAX_BATCH_BYTES, ProtocolError, batch_frame, read_frame, write_frame
 from .store import Store
@@ -65,8 +65,8 @@ def sync(store: Store, peer_name: str, action: str, dry_run: bool = False) -> di
     try:
         pull = {}
         if action == "pull":
-            cursor, log_id = store.log.pull_cursor(peer_name)
-            pull = {"held": store.held(), "cursor": cursor, "log": log_id,
+            cursor, log_id, at = store.log.pull_cursor(peer_name)
+            pull = {"held": store.held(), "cursor": cursor, "log": log_id, "at": at,
                     "dry_run": dry_run}  # fmt: skip
         hello = protocol.hello(
             config.name, action, hlc.wall_ms(), store.heads_of(peer_name), **pull
@@ -99,12 +99,12 @@ def sync(store: Store, peer_name: str, action: str, dry_run: bool = False) -> di
         if dry_run:
             report["dry_run"] = True
         if action == "push" and dry_run:
-            held = reply.get("held") or {}
+            held = _held(reply.get("held") or {})
             report["would_send"] = store.log.count_unheld(store.log.cursor(peer_name, "push"), held)
             write_frame(conn.writer, {"t": "done"})
             read_frame(conn.reader, ("bye",))
         elif action == "push":
-            _push(store, peer_name, conn, reply.get("held") or {}, report)
+            _push(store, peer_name, conn, _held(reply.get("held") or {}), report)
         elif dry_run:
             done = read_frame(conn.reader, ("done",))
             report["would_receive"] = int(done.get("count", 0))
@@ -124,7 +124,14 @@ def sync(store: Store, peer_name: str, action: str, dry_run: bool = False) -> di
 
 def _push(store: Store, peer: str, conn: Connection, held: dict, report: dict) -> None:
     """Send from the peer's consumer group on the Redis stream while it continues
-    the log at the cursor, from the SQLite log otherwise."""
+    the log at the cursor, from the SQLite log otherwise.
+
+    A receiver that holds less of some origin than it did after the last push
+    (its database was restored from a backup) is sent the log again from the
+    start; its held marks keep what it still holds from being sent twice."""
+    before = store.log.push_held(peer)
+    if any(held.get(origin, 0) < mark for origin, mark in before.items()):
+        store.restart_push(peer)
     cursor = store.log.cursor(peer, "push")
     feed = store.relay.feed(peer) if store.relay else None
     limit = store.config.batch_size
@@ -150,8 +157,18 @@ def _push(store: Store, peer: str, conn: Connection, held: dict, report: dict) -
         cursor = last
     write_frame(conn.writer, {"t": "done"})
     read_frame(conn.reader, ("bye",))
+    store.set_push_held(peer, held)  # what the peer holds now (marks moved as sent)
     if store.relay:
         store.relay.trim()
+
+
+def _at(msg: dict) -> list | None:
+    at = msg.get("at")
+    if at is None or (
+        isinstance(at, list) and len(at) == 2 and type(at[0]) is str and type(at[1]) is int
+    ):
+        return at
+    raise ProtocolError("malformed frame: at is not [origin, n]")
 
 
 def _pull(store: Store, peer: str, conn: Connection, report: dict) -> None:
@@ -160,13 +177,13 @@ def _pull(store: Store, peer: str, conn: Connection, report: dict) -> None:
         last = msg.get("last")
         if msg["t"] == "done":
             if isinstance(last, int):  # the rest of the peer's log is held here
-                store.set_cursor(peer, "pull", last)
+                store.set_pull_cursor(peer, last, _at(msg))
             return
         changes = msg.get("changes")
         if not isinstance(last, int):
             raise ProtocolError("malformed frame: batch without a last sequence")
         check_stamps(changes, store.config.max_clock_skew_ms)
-        result = store.apply_changes(changes, cursor=(peer, "pull", last))
+        result = store.apply_changes(changes, cursor=(peer, "pull", last), at=_at(msg))
         report["received"] += len(changes)
         report["batches"] += 1
         report["applied"] += result.applied
@@ -236,13 +253,22 @@ def _receive(store: Store, peer: str, inp: BinaryIO, out: BinaryIO) -> None:
         write_frame(out, protocol.ack(result.applied, result.conflicts, result.skipped))
 
 
+def _held(held: object) -> dict:
+    """A peer's held marks ({origin: n}), checked."""
+    if not isinstance(held, dict) or any(
+        type(n) is not int or not 0 <= n <= MAX_SEQ for n in held.values()
+    ):
+        raise ProtocolError("malformed frame: held is not {origin: sequence}")
+    return held
+
+
 def _send(store: Store, hello: dict, log_id: str, inp: BinaryIO, out: BinaryIO) -> None:
-    held = hello.get("held")
+    held = _held(hello.get("held"))
     cursor = hello.get("cursor")
-    if not isinstance(held, dict) or not isinstance(cursor, int):
-        raise ProtocolError("malformed frame: pull hello without held and cursor")
-    if hello.get("log") != log_id:
-        cursor = 0  # a position in another log (before a restore): read this one whole
+    if type(cursor) is not int or not 0 <= cursor <= MAX_SEQ:
+        raise ProtocolError("malformed frame: pull hello without a cursor")
+    if hello.get("log") != log_id or (cursor and store.log.at_of(cursor) != hello.get("at")):
+        cursor = 0  # a position in another log (or before a restore): read this one whole
     if hello.get("dry_run"):
         write_frame(out, {"t": "done", "count": store.log.count_unheld(cursor, held)})
         return
@@ -251,7 +277,7 @@ def _send(store: Store, hello: dict, log_id: str, inp: BinaryIO, out: BinaryIO) 
     while rows := store.log.changes_after(seq, store.config.batch_size):
         bodies, seq = _next_batch(rows, held, known)
         if bodies:
-            write_frame(out, batch_frame(bodies, seq))
+            write_frame(out, batch_frame(bodies, seq, store.log.at_of(seq)))
             read_frame(inp, ("ack",))
     # The puller holds everything up to here: its cursor may move on.
-    write_frame(out, {"t": "done", "last": seq})
+    write_frame(out, {"t": "done", "last": seq, "at": store.log.at_of(seq) if seq else None})

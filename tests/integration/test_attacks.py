@@ -20,7 +20,7 @@ from farm import Farm, resign
 from edgesync import hlc
 from edgesync.changes import encode
 from edgesync.localsshd import LocalSshd, keygen
-from edgesync.signing import GENESIS, Signer, sign_body
+from edgesync.signing import GENESIS, Signer, b64, sign_body
 
 FLEET = {
     "MASTER01": ("master", None, ()),
@@ -187,10 +187,11 @@ def test_a_copied_slug_with_a_made_up_smaller_id_takes_nothing(fleet):
 
 
 def test_a_genuine_change_altered_on_the_way_is_refused(fleet):
-    fleet.put("MASTER01", section="s", title="genuine")
-    full_round(fleet)  # the attacker's host now holds the master's change
+    made = fleet.put("MASTER01", section="s", title="genuine")
+    # The master's change reaches the attacker's host, not EDGE02 yet.
+    for name, action, peer in [("NODE01", "pull", "MASTER01"), ("NODE01", "push", "EDGE01")]:
+        fleet.sync(name, action, peer)
     change = next(c for c in log_of(fleet.store("EDGE01")) if c["o"] == "MASTER01")
-    assert attack(fleet, [change]).returncode == 0  # as it is: fine (already held)
     tampered = {**change, "d": {**change["d"], "title": "altered"}}
     refused(attack(fleet, [tampered]), "MASTER01:1", "MASTER01's signature")
     # Whole batches are refused: a genuine change with a forged one applies neither.
@@ -200,13 +201,18 @@ def test_a_genuine_change_altered_on_the_way_is_refused(fleet):
     refused(attack(fleet, [genuine, tampered]))
     with pytest.raises(Exception, match="not found"):
         fleet.store("EDGE02").get("pages", mine["id"])
+    # As it is, it is applied; altered again once held, it is a duplicate: skipped.
+    assert attack(fleet, [change]).returncode == 0
+    assert attack(fleet, [tampered]).returncode == 0
+    assert fleet.store("EDGE02").get("pages", made["id"])["title"] == "genuine"
 
 
 def test_a_chain_spliced_from_two_origins_or_reordered_is_refused(fleet):
     edge01 = fleet.store("EDGE01")
     for i in range(3):
         fleet.put("MASTER01", title=f"m{i}")
-    full_round(fleet)
+    for name, action, peer in [("NODE01", "pull", "MASTER01"), ("NODE01", "push", "EDGE01")]:
+        fleet.sync(name, action, peer)  # the attacker's host holds them, EDGE02 not yet
     mchanges = [c for c in log_of(edge01) if c["o"] == "MASTER01"]
     # Changes in the middle of a run are proved by the next one's link: swap one
     # body for a forged one and the run no longer links.
@@ -313,3 +319,117 @@ def test_an_edge_restored_from_an_old_backup_delivers_its_new_writes(fleet, tmp_
     more = fleet.put("EDGE01", title="and on")
     full_round(fleet)
     assert fleet.store("MASTER01").get("pages", more["id"])
+
+
+def raw(fleet, frames: bytes) -> subprocess.CompletedProcess:
+    root = fleet.root / "edge01"
+    return subprocess.run(
+        ["ssh", "-T", "-i", str(root / "id_ed25519"), "-o", "BatchMode=yes",
+         "-o", f"UserKnownHostsFile={root / 'known_hosts'}", "-p", str(fleet.sshd.port),
+         "root@127.0.0.1", "serve"],
+        input=frames, capture_output=True, timeout=60,
+    )  # fmt: skip
+
+
+def one_line(res, codes=(2, 3, 4)) -> str:
+    err = res.stderr.decode(errors="replace")
+    assert res.returncode in codes, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_crafted_fields_get_one_line_and_an_exit_code_never_a_traceback(fleet):
+    edge01 = fleet.store("EDGE01")
+
+    def mine(**kw):
+        return {"o": "EDGE01", "n": 1, "h": hlc.tick(None, "EDGE01"), "t": "pages",
+                "i": "EDGE01-LON-43AX-K3J9X0QZ-27112026200512", "k": "new",
+                "d": {"title": "x"}, **kw}  # fmt: skip
+
+    for change in (
+        {**signed(edge01, mine()), "p": GENESIS + "\n"},
+        {**signed(edge01, mine()), "p": GENESIS[:-1] + "B"},  # the same value spelt otherwise
+        signed(edge01, mine(o="EDGE01\n")),
+        {**signed(edge01, mine()), "t": ["pages"]},
+        signed(edge01, mine(h=hlc.tick(None, "MASTER01"))),  # a stamp in another's name
+    ):
+        assert "exit" not in one_line(attack(fleet, [change]), codes=(2,))
+    one_line(attack(fleet, [], version="\u00b2"), codes=(3, 4))
+    hello = {"t": "hello", "v": 2, "node": "EDGE01", "action": "pull", "clock": hlc.wall_ms(),
+             "yours": {}, "held": {"EDGE02": "x"}, "cursor": 0, "log": None}  # fmt: skip
+    one_line(raw(fleet, frame(hello)))
+    one_line(raw(fleet, frame({**hello, "held": {}, "cursor": 2**70})))
+    deep = b'{"t":"hello","x":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    one_line(raw(fleet, len(deep).to_bytes(4, "big") + deep))
+    big = b'{"t":"hello","v":' + b"9" * 5000 + b"}"
+    one_line(raw(fleet, len(big).to_bytes(4, "big") + big))
+    assert fleet.store("EDGE02").rows("pages") == 0
+
+
+def chain_of(store, changes: list[dict]) -> list[dict]:
+    prev, out = GENESIS, []
+    for change in changes:
+        body, value = sign_body(store.signer, prev, encode(change))
+        prev = b64(value)
+        out.append(json.loads(body))
+    return out
+
+
+def test_records_sharing_a_random_part_settle_without_a_clash(fleet):
+    edge01 = fleet.store("EDGE01")
+
+    def rec(n, rid):
+        return {"o": "EDGE01.AAAAAAAA", "n": n, "h": hlc.tick(None, "EDGE01"), "t": "pages",
+                "i": rid, "k": "new",
+                "d": {"section": "news", "title": "Launch", "_code": "00AA"}}  # fmt: skip
+
+    a0, a1, a2 = chain_of(edge01, [
+        rec(1, "EDGE01-LON-00AA-00000000-01011970000000"),
+        rec(2, "EDGE01-LON-00AB-ZZZZZZZZ-01011970000000"),  # the same random part
+        rec(3, "EDGE01-LON-00AC-ZZZZZZZZ-01011970000000"),  # as this one
+    ])  # fmt: skip
+    assert attack(fleet, [a0, a1]).returncode == 0
+    edge01.apply_changes([a0])
+    edge01.apply_changes([a2])
+    fleet.put("EDGE02", title="genuine edge02 write")
+    full_round(fleet)
+    full_round(fleet)
+    slugs = [fleet.store("NODE01").get("pages", r["i"])["slug"] for r in (a0, a1, a2)]
+    assert len(set(slugs)) == 3
+    assert len(set(fleet.digests().values())) == 1
+
+
+def test_a_change_whose_signature_only_its_successor_proved_does_not_stall_a_link(fleet):
+    edge01 = fleet.store("EDGE01")
+    c = {"o": "EDGE01.CCCCCCCC", "n": 1, "h": hlc.tick(None, "EDGE01"), "t": "pages",
+         "i": "EDGE01-LON-00AA-11111111-01011970000000", "k": "new",
+         "d": {"title": "x1"}}  # fmt: skip
+    x1, x2 = chain_of(edge01, [c, {**c, "n": 2, "i": "EDGE01-LON-00AA-22222222-01011970000000"}])
+    x1 = {**x1, "s": "A" * 86}  # never validly signed: only x2's signature proves it
+    assert attack(fleet, [x2]).returncode == 0
+    assert attack(fleet, [x1, x2]).returncode == 0  # EDGE02 logs x2, then x1
+    made = fleet.put("EDGE02", title="genuine edge02 write")
+    report = fleet.sync("NODE01", "pull", "EDGE02")  # sent as x2, x1: checked in order
+    assert report["applied"] >= 3
+    assert fleet.store("NODE01").get("pages", made["id"])
+
+
+def test_a_restore_with_no_own_writes_since_the_backup_still_delivers(fleet, tmp_path):
+    db = fleet.store("EDGE01").config.db_path
+    fleet.put("EDGE01", title="before the backup")
+    fleet.sync("NODE01", "pull", "EDGE01")
+    backup(db, tmp_path / "backup.db")
+    for i in range(3):  # after the backup EDGE01 only receives changes
+        fleet.put("MASTER01", title=f"m{i}")
+    full_round(fleet)
+    fleet.sync("NODE01", "pull", "EDGE01")  # NODE01's cursor now past the backup's log
+    fleet.close()
+    for suffix in ("", "-wal", "-shm"):
+        db.with_name(db.name + suffix).unlink(missing_ok=True)
+    shutil.copy(tmp_path / "backup.db", db)
+    new = fleet.put("EDGE01", title="written after the restore")
+    for _ in range(2):
+        full_round(fleet)
+    for name in FLEET:
+        assert fleet.store(name).get("pages", new["id"]), name
+    assert len(set(fleet.digests().values())) == 1

@@ -16,7 +16,11 @@ _LXD_LOST_OUTPUT = "failed to resolve remote temporary directory"
 _LXD_DROPPED_PUSH = re.compile(r"^Source \S*/\.ansible/tmp/ansible-tmp-\S+ not found$")
 # A host that dropped out (for one of the reasons above) leaves the hosts that
 # template its keys without them: a knock-on failure, not a fault of its own.
-_KNOCK_ON = re.compile(r"'trust_(pubkey|hostkey)' is undefined")
+# (ansible-core 2.19 says it as "… has no attribute 'trust_signkey'").
+_KNOCK_ON = re.compile(
+    r"'trust_(pubkey|hostkey|signkey)' is undefined"
+    r"|has no attribute 'trust_(pubkey|hostkey|signkey)'"
+)
 
 
 def _detail(res: dict) -> str:

@@ -57,6 +57,12 @@ def test_knock_on_failures_of_a_dropped_host_do_not_block_its_rerun():
                       msg="'trust_pubkey' is undefined")  # fmt: skip
     assert lxd_exec_failure(run(LOST, knock_on), LXD)
     assert lxd_exec_failure(run(knock_on), LXD) is None
+    # the same as ansible-core 2.19 words it, for the change-signing key
+    signkey = failed("node01", "List the fleet's change-signing keys",
+                     msg="Task failed: object of type 'HostVarsVars' has no attribute "
+                         "'trust_signkey'")  # fmt: skip
+    assert lxd_exec_failure(run(LOST, signkey), LXD)
+    assert lxd_exec_failure(run(signkey), LXD) is None
 
 
 def test_a_hang_counts_only_inside_a_task_on_an_lxd_host():

@@ -70,13 +70,17 @@ def attack(
     hello = {"t": "hello", "v": version, "node": "EDGE01", "action": "push",
              "clock": hlc.wall_ms(), "yours": yours or {}}  # fmt: skip
     data = frame(hello) + frame({"t": "batch", "last": 1, "changes": changes})
-    data += frame({"t": "done"})
+    return raw(fleet, data + frame({"t": "done"}))
+
+
+def raw(fleet, frames: bytes) -> subprocess.CompletedProcess:
+    """Send ``frames`` to EDGE02's serve over ssh with EDGE01's key."""
     root = fleet.root / "edge01"
     return subprocess.run(
         ["ssh", "-T", "-i", str(root / "id_ed25519"), "-o", "BatchMode=yes",
          "-o", f"UserKnownHostsFile={root / 'known_hosts'}", "-p", str(fleet.sshd.port),
          "root@127.0.0.1", "serve"],
-        input=data, capture_output=True, timeout=60,
+        input=frames, capture_output=True, timeout=60,
     )  # fmt: skip
 
 
@@ -319,16 +323,6 @@ def test_an_edge_restored_from_an_old_backup_delivers_its_new_writes(fleet, tmp_
     more = fleet.put("EDGE01", title="and on")
     full_round(fleet)
     assert fleet.store("MASTER01").get("pages", more["id"])
-
-
-def raw(fleet, frames: bytes) -> subprocess.CompletedProcess:
-    root = fleet.root / "edge01"
-    return subprocess.run(
-        ["ssh", "-T", "-i", str(root / "id_ed25519"), "-o", "BatchMode=yes",
-         "-o", f"UserKnownHostsFile={root / 'known_hosts'}", "-p", str(fleet.sshd.port),
-         "root@127.0.0.1", "serve"],
-        input=frames, capture_output=True, timeout=60,
-    )  # fmt: skip
 
 
 def one_line(res, codes=(2, 3, 4)) -> str:

@@ -43,14 +43,16 @@ def own_redis(tmp_path):
 
 
 def write_config(path: Path, name: str, redis_url: str, role: str = "edge", **extra) -> Path:
-    """One node's config with no peers; ``extra`` sets any other [node] key."""
+    """One node's config (no peers unless ``peers`` names some); ``extra`` sets
+    any other [node] key."""
     farm = extra.pop("farm", "a" if role == "edge" else None)
+    peers = extra.pop("peers", {})
     extra.setdefault("keys_file", str(path.parent / "fleet_keys"))
     tables = extra.pop("tables", {"pages": PAGES})
     node = {"name": name, "location": extra.pop("location", "LON"), "role": role,
             "data_dir": f"{name.lower()}-data", "redis_url": redis_url, "farm": farm,
             **extra}  # fmt: skip
-    path.write_text(dump({"node": node, "tables": tables}))
+    path.write_text(dump({"node": node, "peers": peers, "tables": tables}))
     return path
 
 
@@ -107,3 +109,18 @@ def make_node(tmp_path, redis_server):
     yield make
     for node in nodes:
         node.store.close()
+
+
+@pytest.fixture(scope="session")
+def say(request):
+    """Print past pytest's output capture: the timings are part of the run's report."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+
+    def _say(text: str) -> None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("")
+            for line in text.splitlines():
+                reporter.write_line(line)
+
+    return _say

@@ -12,7 +12,7 @@ from __future__ import annotations
 import tomllib
 
 from edgesync import topology
-from edgesync.config import ConfigError, dump, parse
+from edgesync.config import TIMEOUTS, ConfigError, dump, parse
 
 PROVIDERS = ("lxd", "docker")
 # Where provisioning makes containers; other provider hosts are refused until
@@ -51,9 +51,12 @@ def edgesync_agent_config(
 ) -> dict:
     """The agent config of host ``name`` (the shape ``edgesync.config.parse`` takes):
     its own settings and, ``with_peers``, its peers as the topology draws them,
-    reached over ssh as ``settings.user``. ``settings`` holds user, data_dir,
-    redis_url, batch_size, max_clock_skew_ms and tables."""
+    reached over ssh as ``settings.user``, marked ``push`` where its timers push.
+    ``settings`` holds user, data_dir, redis_url, batch_size, max_clock_skew_ms,
+    tables and, optionally, the session deadlines (config.TIMEOUTS)."""
     me = next(h for h in fleet if h["name"] == name)
+    pushes = {lk["target"] for lk in topology.links(fleet)
+              if lk["initiator"] == name and lk["action"] == "push"}  # fmt: skip
     home = settings["data_dir"]
     node = {
         "name": me["name"], "location": me["location"], "role": me["role"],
@@ -61,12 +64,14 @@ def edgesync_agent_config(
         "data_dir": home, "redis_url": settings["redis_url"],
         "batch_size": settings["batch_size"], "max_clock_skew_ms": settings["max_clock_skew_ms"],
         "ssh_key": f"{home}/.ssh/id_ed25519", "known_hosts": f"{home}/.ssh/known_hosts",
+        **{k: settings[k] for k in TIMEOUTS if settings.get(k) is not None},
     }  # fmt: skip
     peers = {
         p["name"]: {
             "url": f"ssh://{settings['user']}@{p.get('address') or UNKNOWN_ADDRESS}:22",
             "role": p["role"],
             "farm": p.get("farm") or None,
+            "push": True if p["name"] in pushes else None,
         }
         for p in (topology.peers(fleet, name) if with_peers else [])
     }
@@ -127,6 +132,7 @@ class FilterModule:
         return {
             "edgesync_fleet": edgesync_fleet,
             "edgesync_links": topology.links,
+            "edgesync_round": topology.round_of,
             "edgesync_callers": topology.callers,
             "edgesync_peers": topology.peers,
             "edgesync_agent_config": edgesync_agent_config,

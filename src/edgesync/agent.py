@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from . import policy
 from .config import Config, load
+from .errors import ConfigError
 from .outbox import Outbox
 from .store import Store
 
@@ -21,6 +22,9 @@ def open_store(
     path, or None for $EDGESYNC_CONFIG)."""
     if not isinstance(config, Config):
         config = load(config)
+    errors = policy.push_errors(config)
+    if errors:
+        raise ConfigError(f"invalid config: {errors[0]}")
     return Store(
         config, Outbox(config.redis_url, config.name), policy.push_targets_of(config), warn
     )

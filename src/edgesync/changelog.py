@@ -276,8 +276,12 @@ class ChangeLog:
         ]
 
     def pending(self, targets: Iterable[str]) -> int:
-        """Changes in the log not yet acknowledged by every push target."""
-        acked = min((self.cursor(t, "push") for t in targets), default=0)
+        """Changes in the log not yet acknowledged by every push target (none
+        when there are no push targets: nothing waits for a push then)."""
+        targets = list(targets)
+        if not targets:
+            return 0
+        acked = min(self.cursor(t, "push") for t in targets)
         return self.db.execute("SELECT count(*) FROM _changes WHERE seq > ?", (acked,)).fetchone()[
             0
         ]

@@ -88,12 +88,28 @@ def check_creators(batch: list[dict]) -> None:
                 )
 
 
+def check_text(where: str, text: str) -> None:
+    """Raise BadInput unless ``text`` is valid Unicode (JSON's ``\\ud800`` escapes
+    can make lone surrogates, which no UTF-8 database or peer can store)."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise BadInput(
+                f"not valid Unicode: {where} holds {text[exc.start]!r} (a lone surrogate)"
+            ) from None
+
+
 def check_value(table: str, column: str, value: object, max_bytes: int) -> None:
     """Raise BadInput unless ``value`` is a storable scalar within the size limit."""
     where = f"{table}.{column}"
-    if value is None or isinstance(value, bool):
+    if value is None:
         return
+    if isinstance(value, bool):
+        # SQLite has no booleans: storing one would read back as 0 or 1.
+        raise BadInput(f"not storable: {where} is a boolean; store 0/1 or a string")
     if isinstance(value, str):
+        check_text(where, value)
         # A UTF-8 character is at most 4 bytes: only encode when it could matter.
         if len(value) * 4 > max_bytes and len(value.encode("utf-8")) > max_bytes:
             raise BadInput(
@@ -128,7 +144,13 @@ def validate_batch(changes: object, config: Config) -> tuple[list[dict], list[st
         except BadInput as exc:
             raise BadBatch(f"malformed batch: change {pos}: {exc}") from None
         out.append({k: ch[k] for k in ORDER})
-    return out, [encode(ch) for ch in out]
+    bodies = [encode(ch) for ch in out]
+    for pos, body in enumerate(bodies):
+        try:
+            check_text(f"change {pos}", body)  # a surrogate in any field, key or value
+        except BadInput as exc:
+            raise BadBatch(f"malformed batch: {exc}") from None
+    return out, bodies
 
 
 _KEYS = frozenset(ORDER)

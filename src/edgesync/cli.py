@@ -1,17 +1,21 @@
 """The ``edgesync`` command line. JSON on stdout, one-line errors on stderr.
 
-Exit codes: 0 ok, 1 not found, 2 bad input or config, 3 refused by policy,
-4 sync failure.
+Exit codes: 0 ok, 1 not found, 2 bad input or config, 3 refused (policy, or
+a change that does not prove its origin), 4 sync failure (peer, network,
+deadline, Redis gone mid-session), 5 local storage full, unwritable or damaged.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import re
+import sqlite3
 import sys
 
 from . import __version__, agent
-from .errors import BadInput, EdgesyncError
+from .errors import BadInput, EdgesyncError, StorageError
 from .signing import public_text
 from .store import Store
 from .sync import serve, sync
@@ -35,11 +39,17 @@ def _print(obj) -> None:
 
 
 def _read_data(raw: str) -> object:
-    text = sys.stdin.read() if raw == "-" else raw
+    if raw == "-":
+        try:
+            raw = sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadInput(f"invalid --data on stdin: not UTF-8 at byte {exc.start}") from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"invalid JSON in --data: {exc}") from None
+        return json.loads(raw)
+    except RecursionError:
+        raise BadInput("invalid JSON in --data: nested too deep") from None
+    except ValueError as exc:  # bad JSON, or an integer of thousands of digits
+        raise BadInput(f"invalid JSON in --data: {str(exc)[:200]}") from None
 
 
 def cmd_init(args) -> int:
@@ -197,16 +207,47 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse already printed a one-line usage error
         return int(exc.code or 0)
     try:
-        return args.fn(args)
+        try:
+            return args.fn(args)
+        finally:
+            while _opened:  # queue what was written on Redis before exiting
+                _opened.pop().close()
     except EdgesyncError as exc:
-        msg = str(exc)
-        _warn(msg if msg.startswith("refused:") else f"edgesync: {msg}")
-        return exc.exit_code
+        return _fail(exc)
+    except (sqlite3.OperationalError, sqlite3.DatabaseError, OSError) as exc:
+        storage = _storage_error(exc)
+        if storage is None:
+            raise
+        return _fail(storage)
     except KeyboardInterrupt:
         return 130
-    finally:
-        while _opened:  # queue what was written on Redis before exiting
-            _opened.pop().close()
+
+
+# Environmental faults of the local disk: each is exit 5, never a traceback.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES}
+
+
+def _storage_error(exc: Exception) -> StorageError | None:
+    """The one-line error for a fault of local storage (SQLite's or the OS's), if
+    ``exc`` is one; the open transaction was rolled back, nothing was written."""
+    if isinstance(exc, sqlite3.Error) and type(exc) in (
+        sqlite3.OperationalError, sqlite3.DatabaseError
+    ):  # fmt: skip
+        return StorageError(f"local storage: {exc}")
+    if isinstance(exc, OSError) and exc.errno in _STORAGE_ERRNOS:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return StorageError(f"local storage: {exc.strerror}{where}")
+    return None
+
+
+def _fail(exc: EdgesyncError) -> int:
+    # One line whatever the input held: control characters are shown escaped.
+    msg = _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(exc))
+    _warn(msg if msg.startswith("refused:") else f"edgesync: {msg}")
+    return exc.exit_code
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 if __name__ == "__main__":

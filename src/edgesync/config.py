@@ -16,6 +16,9 @@ trusted = ["MASTER01", "NODE02"]  # nodes only: the peers this node may sync wit
                            #   and the only callers (besides masters) it accepts
 max_clock_skew_ms = 300000 # a peer whose clock is further ahead is refused
 batch_size = 1000          # changes per sync batch
+connect_timeout_s = 10     # a sync session's deadlines (seconds; deadlines.py): until
+idle_timeout_s = 60        #   the peer first answers; any one read or write blocked
+session_timeout_s = 900    #   on the peer; the whole session. Past one: exit 4
 ssh_key = "id_ed25519"     # this node's own key for ssh:// peers (default in data_dir)
 known_hosts = "known_hosts"  # pinned host keys for ssh:// peers (default in data_dir)
 signing_key = "signing_key"  # this node's ed25519 key, made by init (default in data_dir);
@@ -27,6 +30,9 @@ keys_file = "fleet_keys"   # the fleet's public keys, `NAME PUBLIC_KEY` per line
 url = "ssh://edgesync@master.example:22"  # or "local:/path/to/its/config.toml"
 role = "master"            # master | node | edge: what this node believes it is
 farm = "lon-a"             # required for edge peers
+push = true                # this node pushes to the peer on a schedule: the Redis
+                           #   outbox keeps a consumer group for it (default false;
+                           #   pushing to other peers works, from the SQLite log)
 
 [keys]                     # more public keys, NAME = "BASE64" (a local: peer's key is
 MASTER01 = "Hx3…="         #   also read from the signing_key.pub beside its database)
@@ -76,8 +82,13 @@ _NODE_KEYS = {
     "known_hosts",
     "signing_key",
     "keys_file",
+    "connect_timeout_s",
+    "idle_timeout_s",
+    "session_timeout_s",
 }
-_PEER_KEYS = {"url", "role", "farm"}
+_PEER_KEYS = {"url", "role", "farm", "push"}
+# Deadlines of a sync session (seconds): key, default.
+TIMEOUTS = {"connect_timeout_s": 10, "idle_timeout_s": 60, "session_timeout_s": 900}
 _TABLE_KEYS = {"columns", "slug"}
 
 
@@ -94,6 +105,7 @@ class Peer:
     url: str
     role: str
     farm: str | None = None
+    push: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,6 +129,9 @@ class Config:
     signing_key: Path | None = None
     keys_file: Path | None = None
     keys: dict[str, str] = field(default_factory=dict)
+    connect_timeout_s: float = TIMEOUTS["connect_timeout_s"]
+    idle_timeout_s: float = TIMEOUTS["idle_timeout_s"]
+    session_timeout_s: float = TIMEOUTS["session_timeout_s"]
 
     @property
     def db_path(self) -> Path:
@@ -191,6 +206,12 @@ def parse(data: dict, path: Path | None = None) -> Config:
         raise _fail("node.batch_size", batch_size, "must be a positive integer")
     if batch_size > 10_000:
         raise _fail("node.batch_size", batch_size, "must be at most 10000")
+    timeouts = {}
+    for key, default in TIMEOUTS.items():
+        value = node.get(key, default)
+        if type(value) not in (int, float) or not 0 < value <= 86_400:
+            raise _fail(f"node.{key}", value, "must be a number of seconds, above 0, at most 86400")
+        timeouts[key] = float(value)
     ssh_key = data_path / (_str(node, "ssh_key", "node", required=False) or "id_ed25519")
     known_hosts = data_path / (_str(node, "known_hosts", "node", required=False) or "known_hosts")
     signing_key = data_path / (_str(node, "signing_key", "node", required=False) or "signing_key")
@@ -235,7 +256,10 @@ def parse(data: dict, path: Path | None = None) -> Config:
             target = url[len("local:") :]
             if not os.path.isabs(target):
                 url = "local:" + str((base / target).resolve())
-        peers[pname] = Peer(pname, url, prole, pfarm)
+        push = spec.get("push", False)
+        if type(push) is not bool:
+            raise _fail(f"{where}.push", push, "must be true or false")
+        peers[pname] = Peer(pname, url, prole, pfarm, push)
 
     tables_raw = data.get("tables", {})
     if not isinstance(tables_raw, dict):
@@ -287,6 +311,7 @@ def parse(data: dict, path: Path | None = None) -> Config:
         signing_key=signing_key,
         keys_file=keys_file,
         keys=dict(keys_raw),
+        **timeouts,
     )
 
 

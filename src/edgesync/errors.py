@@ -34,6 +34,13 @@ class Refused(EdgesyncError):
 
 
 class SyncError(EdgesyncError):
-    """A sync session failed (transport, protocol or peer error)."""
+    """A sync session failed (transport, protocol, peer, deadline, or the local
+    Redis gone mid-session); the next session resumes where this one stopped."""
 
     exit_code = 4
+
+
+class StorageError(EdgesyncError):
+    """Local storage is full, unwritable or damaged; nothing was written."""
+
+    exit_code = 5

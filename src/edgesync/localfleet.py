@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import topology
 from .config import dump
 
 PAGES = {"columns": ["section", "title", "body"], "slug": ["section", "title"]}
@@ -37,15 +38,26 @@ def write(
     **node_keys,
 ) -> dict[str, Path]:
     """Write one config per node of ``fleet`` (name: (role, farm, trusted)) into
-    ``root``; each node's data lives in ``root/<name>``. Returns name: path."""
+    ``root``; each node's data lives in ``root/<name>``; each pushes (with a
+    consumer group) to the peers the topology's links have it push to.
+    Returns name: path."""
     paths = {}
+    hosts = [{"name": n, "role": r, "farm": f, "trusted": list(t)}
+             for n, (r, f, t) in fleet.items()]  # fmt: skip
+    pushes = {(lk["initiator"], lk["target"]) for lk in topology.links(hosts)
+              if lk["action"] == "push"}  # fmt: skip
     for name, (role, farm, trusted) in fleet.items():
         node = {"name": name, "location": "LON", "role": role, "farm": farm,
                 "trusted": list(trusted) or None, "data_dir": name.lower(),
                 "redis_url": redis_url, "keys_file": str(keys_path(root)),
                 **node_keys}  # fmt: skip
         peers = {
-            other: {"url": f"local:{config_path(root, other).name}", "role": orole, "farm": ofarm}
+            other: {
+                "url": f"local:{config_path(root, other).name}",
+                "role": orole,
+                "farm": ofarm,
+                "push": True if (name, other) in pushes else None,
+            }  # fmt: skip
             for other, (orole, ofarm, _t) in fleet.items()
             if other != name
         }

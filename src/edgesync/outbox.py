@@ -1,4 +1,5 @@
-"""The Redis outbox: a stream of logged changes, one consumer group per push target.
+"""The Redis outbox: a stream of logged changes, one consumer group per push target
+(a peer this node pushes to on a schedule; none, no stream).
 
 Redis is the delivery queue, not the truth. One entry per committed
 transaction: ``lo`` and ``hi`` are the first and last local log sequences it
@@ -98,6 +99,20 @@ class Outbox:
                     raise Unavailable(str(exc)) from None
             except redis.RedisError as exc:
                 raise Unavailable(str(exc) or type(exc).__name__) from None
+
+    def groups(self) -> set[str]:
+        """The consumer groups on the stream."""
+        if not self._call(self.r.exists, self.key):
+            return set()
+        return {g["name"].decode() for g in self._call(self.r.xinfo_groups, self.key)}
+
+    def drop_groups(self, names: Iterable[str]) -> None:
+        for name in names:
+            self._call(self.r.xgroup_destroy, self.key, name)
+
+    def length(self) -> int:
+        """Entries on the stream (each one committed transaction's changes)."""
+        return self._call(self.r.xlen, self.key)
 
     def drop(self) -> None:
         """Delete the stream (its groups with it) and its epoch token."""

@@ -119,6 +119,19 @@ def peer_of(config, name: str) -> Party | None:
 
 
 def push_targets_of(config) -> tuple[str, ...]:
-    """The peers a config's node may push to."""
-    peers = [Party(p.name, p.role, p.farm) for p in config.peers.values()]
+    """The peers a config's node pushes to on a schedule (``push = true``), each
+    with a consumer group on its outbox; a peer it may not push to is never one
+    (``push_errors`` names those)."""
+    peers = [Party(p.name, p.role, p.farm) for p in config.peers.values() if p.push]
     return tuple(push_targets(me_of(config), peers))
+
+
+def push_errors(config) -> list[str]:
+    """A sentence for each peer marked ``push = true`` that this node may not push to."""
+    me = me_of(config)
+    out = []
+    for p in config.peers.values():
+        decision = may_initiate(me, "push", Party(p.name, p.role, p.farm))
+        if p.push and not decision:
+            out.append(f"peers.{p.name}.push = true: {decision.rule}")
+    return out

@@ -2,8 +2,9 @@
 
 A frame is a 4-byte big-endian length, then that many bytes of UTF-8 JSON (an
 object with a type ``t``). The same frames run over SSH and over a local
-subprocess's stdin/stdout. A malformed, truncated or oversized frame ends the
-session with a ProtocolError; nothing from the batch it carried is applied.
+subprocess's stdin/stdout. A truncated frame ends the session with a
+ProtocolError (exit 4); a malformed one, or one over a receiver's limits
+(below), with a BadFrame (exit 2). Nothing from the batch it carried is applied.
 
 Session (the caller speaks first):
 
@@ -32,26 +33,47 @@ import re
 import struct
 from typing import BinaryIO
 
-from .errors import Refused, SyncError
+from .errors import BadInput, Refused, SyncError
 
 VERSION = 2
 # What each protocol version brought, for the line that refuses a mismatch.
 VERSIONS = {1: "unsigned changes", 2: "changes signed by their origin"}
-MAX_FRAME = 64 * 1024 * 1024
-# A batch carries at most this many bytes of change bodies (and always at
-# least one change, so no change is too big to travel).
-MAX_BATCH_BYTES = 8 * 1024 * 1024
+
+# Limits every receiver enforces, whatever the sender does: they bound what one
+# frame can cost a receiver in memory (tests/integration/test_faults.py
+# measures it) before anything in it is looked at.
+# A batch carries at most this many bytes of change bodies (a single change is
+# never larger: the store refuses to write one that is), ...
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+# ... and at most this many changes (the largest batch_size a config may set).
+MAX_BATCH_CHANGES = 10_000
+# A frame is a batch and its envelope.
+MAX_FRAME = MAX_BATCH_BYTES + 64 * 1024
+# JSON objects and arrays in one frame: two per change (the change and its
+# data) and a few for the envelope. Counted before the frame is parsed.
+MAX_CONTAINERS = 2 * MAX_BATCH_CHANGES + 64
 _HEADER = struct.Struct(">I")
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 
 
 class ProtocolError(SyncError):
-    """The peer sent something that is not a valid frame."""
+    """The session broke: the peer closed it, or a frame was cut short."""
+
+
+class BadFrame(BadInput):
+    """The peer sent a frame that is not valid or is over a receiver's limit;
+    nothing from it was applied."""
+
+
+def body_bytes(body: str) -> int:
+    """The UTF-8 size of an encoded change (cheap for ASCII, the usual case)."""
+    return len(body) if body.isascii() else len(body.encode())
 
 
 def write_frame(out: BinaryIO, message: dict | bytes) -> None:
     data = message if isinstance(message, bytes) else json.dumps(message).encode()
     if len(data) > MAX_FRAME:
-        raise ProtocolError(f"frame of {len(data)} bytes exceeds the {MAX_FRAME}-byte limit")
+        raise BadFrame(f"frame of {len(data)} bytes exceeds the {MAX_FRAME}-byte limit")
     out.write(_HEADER.pack(len(data)))
     out.write(data)
     out.flush()
@@ -69,8 +91,8 @@ def _read_exact(inp: BinaryIO, n: int) -> bytes:
 
 
 def read_frame(inp: BinaryIO, expect: tuple[str, ...] | None = None) -> dict:
-    """Read one frame; raise ProtocolError if it is truncated, oversized,
-    malformed, or not one of the ``expect``ed types."""
+    """Read one frame; raise ProtocolError if it is truncated, BadFrame if it is
+    oversized, malformed, or not one of the ``expect``ed types."""
     header = _read_exact(inp, 4)
     if not header:
         raise ProtocolError("connection closed by peer")
@@ -78,21 +100,42 @@ def read_frame(inp: BinaryIO, expect: tuple[str, ...] | None = None) -> dict:
         raise ProtocolError("truncated frame header")
     (size,) = _HEADER.unpack(header)
     if size > MAX_FRAME:
-        raise ProtocolError(f"oversized frame: {size} bytes (limit {MAX_FRAME})")
+        raise BadFrame(f"oversized frame: {size} bytes (limit {MAX_FRAME})")
     data = _read_exact(inp, size)
     if len(data) < size:
         raise ProtocolError(f"truncated frame: got {len(data)} of {size} bytes")
+    _check_containers(data)
     try:
         message = json.loads(data)
     except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, huge numbers, deep nesting
-        raise ProtocolError(f"malformed frame: {str(exc)[:200]}") from None
+        raise BadFrame(f"malformed frame: {str(exc)[:200]}") from None
     if not isinstance(message, dict) or not isinstance(message.get("t"), str):
-        raise ProtocolError("malformed frame: not an object with a type")
+        raise BadFrame("malformed frame: not an object with a type")
     if message["t"] == "error":
-        raise SyncError(f"peer error: {message.get('msg')}")
+        said = " ".join(str(message.get("msg")).split())[:500]  # one line, whatever it sent
+        raise SyncError(f"peer error: {said}")
     if expect is not None and message["t"] not in expect:
-        raise ProtocolError(f"unexpected frame {message['t']!r} (expected {', '.join(expect)})")
+        raise BadFrame(
+            f"malformed frame: unexpected {message['t'][:40]!r} (expected {', '.join(expect)})"
+        )
+    if message["t"] == "batch":
+        changes = message.get("changes")
+        if not isinstance(changes, list):
+            raise BadFrame("malformed batch: expected a list of changes")
+        if len(changes) > MAX_BATCH_CHANGES:
+            raise BadFrame(f"oversized batch: {len(changes)} changes (limit {MAX_BATCH_CHANGES})")
     return message
+
+
+def _check_containers(data: bytes) -> None:
+    """Refuse a frame of more JSON objects and arrays than a batch can hold,
+    before parsing it: parsed, each costs a receiver 50 times its bytes."""
+    if data.count(b"{") + data.count(b"[") <= MAX_CONTAINERS:
+        return  # the usual case, counted at memory speed
+    outside = _STRINGS.sub(b"", data)  # braces inside strings are text
+    found = outside.count(b"{") + outside.count(b"[")
+    if found > MAX_CONTAINERS:
+        raise BadFrame(f"oversized frame: {found} JSON objects and arrays (limit {MAX_CONTAINERS})")
 
 
 def hello(node: str, action: str, clock: int, yours: dict, **pull) -> dict:

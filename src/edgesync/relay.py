@@ -38,7 +38,8 @@ class Relay:
         self.db = db
         self.log = log
         self.outbox = outbox
-        # One consumer group on the stream per peer this node pushes to.
+        # One consumer group on the stream per peer this node pushes to on a
+        # schedule; with none, nothing reads a stream, so none is kept.
         self.push_targets = push_targets
         self.warn = warn
         self._caught_up = False
@@ -57,6 +58,14 @@ class Relay:
     def committed(self, entries: list[Entry]) -> None:
         """Queue the log entries of a transaction that has just committed."""
         if not entries:
+            return
+        if not self.push_targets:
+            if not self._caught_up and time.monotonic() >= self._retry_at:
+                try:
+                    self.catch_up()  # drops a stream left from when there were targets
+                except Unavailable as exc:
+                    self._retry_at = time.monotonic() + _RETRY
+                    self.warn(f"warning: redis unavailable ({exc})")
             return
         self._take_publisher_failure()
         if self._caught_up and len(entries) < _SMALL:
@@ -116,10 +125,17 @@ class Relay:
         itself.
         """
         gap = self.gap_from()
+        if not self.push_targets:  # nobody to queue for: no stream
+            self.outbox.drop()
+            self._clear_gap(gap)
+            self._caught_up = True
+            return 0
         epoch = self.stream_epoch()
         lost = self.outbox.epoch() != epoch.encode()
         if lost:  # not this database's stream (Redis lost it, or the log was renumbered)
             self.outbox.drop()
+        # A peer no longer pushed to loses its group (else the stream is never trimmed).
+        self.outbox.drop_groups(self.outbox.groups() - set(self.push_targets))
         self.outbox.ensure_groups(self.push_targets)
         floor = min((self.log.cursor(g, "push") for g in self.push_targets), default=0)
         low = floor + 1 if lost else (max(gap, floor + 1) if gap is not None else None)
@@ -134,15 +150,19 @@ class Relay:
                 seq = rows[-1][0]
             if lost:
                 self.outbox.set_epoch(epoch)
+        self._clear_gap(gap)
+        self.outbox.trim(self.push_targets)
+        self._caught_up = True
+        if self._publisher is None:
+            self._publisher = Publisher(self.outbox)
+        return added
+
+    def _clear_gap(self, gap: int | None) -> None:
         if gap is not None:
             with self.db.transaction():
                 self.db.execute(
                     "DELETE FROM _meta WHERE key = 'stream_gap_from' AND value = ?", (gap,)
                 )
-        self._caught_up = True
-        if self._publisher is None:
-            self._publisher = Publisher(self.outbox)
-        return added
 
     def _remember_gap(self, seq: int) -> None:
         try:
@@ -197,6 +217,13 @@ class Relay:
     def pending(self) -> int:
         """Changes in the log not yet acknowledged by every push target."""
         return self.log.pending(self.push_targets)
+
+    def stream_length(self) -> int | None:
+        """Entries on the stream (None when Redis does not answer)."""
+        try:
+            return self.outbox.length()
+        except Unavailable:
+            return None
 
     def redis_state(self) -> str:
         try:

@@ -28,6 +28,7 @@ from .errors import BadInput, NotFound
 from .ids import new_id
 from .merge import ApplyResult, Merger
 from .outbox import Outbox
+from .protocol import MAX_BATCH_BYTES, body_bytes
 from .relay import Relay
 from .signing import (
     KeyRing,
@@ -154,7 +155,11 @@ class Store:
                 current = reads.row(self.db, spec, rid)
                 if current is None:
                     raise NotFound(f"not found: {table} {rid}")
-                d = {c: v for c, v in values.items() if current[c] != v}
+                d = {
+                    c: v
+                    for c, v in values.items()
+                    if current[c] != v or type(current[c]) is not type(v)  # 1 → 1.0 is an edit
+                }
             if spec.slug and (current is None or any(c in d for c in spec.slug)):
                 merged = {**(current or {}), **d}
                 code = slug_settlement.free_code(self.db, spec, rid, merged, current)
@@ -182,6 +187,12 @@ class Store:
         change = {"o": origin, "n": own_seq, "h": stamp, "t": table, "i": rid,
                   "k": kind, "d": d}  # fmt: skip
         body, value = sign_body(signer, head, encode(change))
+        size = body_bytes(body)
+        if size > MAX_BATCH_BYTES:  # it could never travel: refuse it here, not at every peer
+            raise BadInput(
+                f"change too large: {table} {rid} would be {size} bytes; a change travels "
+                f"whole in one sync batch of at most {MAX_BATCH_BYTES} bytes"
+            )
         _result, entries = self.merger.apply([change], [body], [b64(value)], local=True)
         self._entries += entries
         self.log.set_clock(stamp, own_seq)
@@ -323,7 +334,9 @@ class Store:
             "farm": self.config.farm,
             "rows": {t: self.rows(t) for t in sorted(self.config.tables)},
             "changes": self.log.max_seq(),
-            "outbox_pending": self.relay.pending() if self.relay else self.log.pending(()),
+            "outbox_pending": self.relay.pending() if self.relay else 0,
+            "outbox_stream": self.relay.stream_length() if self.relay else None,
+            "push_targets": list(self.relay.push_targets) if self.relay else [],
             "redis": self.relay.redis_state() if self.relay else "down",
             "origin": self.log.origin(),
             "held": self.log.held(),

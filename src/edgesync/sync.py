@@ -19,8 +19,18 @@ from typing import BinaryIO
 from . import hlc, policy, protocol
 from .changelog import take_unheld
 from .changes import MAX_SEQ, check_stamps
+from .deadlines import Limits, interrupting
 from .errors import Refused, SyncError
-from .protocol import MAX_BATCH_BYTES, ProtocolError, batch_frame, read_frame, write_frame
+from .outbox import Unavailable
+from .protocol import (
+    MAX_BATCH_BYTES,
+    BadFrame,
+    ProtocolError,
+    batch_frame,
+    body_bytes,
+    read_frame,
+    write_frame,
+)
 from .store import Store
 from .transport import Connection
 
@@ -33,11 +43,12 @@ def _next_batch(rows, held: dict, known=lambda origin: True) -> tuple[list[str],
     bodies: list[str] = []
     size, last = 0, rows[0][0]
     for seq, body, origin, n in rows:
-        if bodies and size + len(body) > MAX_BATCH_BYTES:
+        cost = body_bytes(body)
+        if bodies and size + cost > MAX_BATCH_BYTES:
             break
         if known(origin) and take_unheld(held, origin, n):
             bodies.append(body)
-            size += len(body)
+            size += cost
         last = seq
     return bodies, last
 
@@ -82,13 +93,13 @@ def sync(store: Store, peer_name: str, action: str, dry_run: bool = False) -> di
             raise Refused(f"refused: {reply.get('rule')}")
         if reply.get("v") != protocol.VERSION:
             raise protocol.version_gap(peer_name, f"protocol version {reply.get('v')}") or (
-                ProtocolError(f"peer speaks protocol version {reply.get('v')}")
+                BadFrame(f"peer speaks protocol version {str(reply.get('v'))[:40]}")
             )
         if store.check_heads(reply.get("yours")):
             report["incarnation"] = store.log.origin()
         if action == "pull" and not dry_run and reply.get("log") != pull["log"]:
             if not isinstance(reply.get("log"), str):
-                raise ProtocolError("malformed frame: welcome to a pull without a log id")
+                raise BadFrame("malformed frame: welcome to a pull without a log id")
             store.restart_pull(peer_name, reply["log"])
         skew = reply.get("clock", 0) - hlc.wall_ms()
         if skew > config.max_clock_skew_ms:
@@ -116,6 +127,12 @@ def sync(store: Store, peer_name: str, action: str, dry_run: bool = False) -> di
                 raise
     except (BrokenPipeError, ConnectionResetError, ProtocolError) as exc:
         raise conn.failure(peer_name, exc) from None
+    except BadFrame as exc:
+        raise conn.watchdog.error() or BadFrame(f"{exc} (from {peer_name})") from None
+    except Unavailable as exc:
+        raise SyncError(
+            f"sync with {peer_name} failed: redis unavailable mid-session: {exc}"
+        ) from None
     finally:
         conn.close()
     report["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
@@ -168,7 +185,7 @@ def _at(msg: dict) -> list | None:
         isinstance(at, list) and len(at) == 2 and type(at[0]) is str and type(at[1]) is int
     ):
         return at
-    raise ProtocolError("malformed frame: at is not [origin, n]")
+    raise BadFrame("malformed frame: at is not [origin, n]")
 
 
 def _pull(store: Store, peer: str, conn: Connection, report: dict) -> None:
@@ -181,7 +198,7 @@ def _pull(store: Store, peer: str, conn: Connection, report: dict) -> None:
             return
         changes = msg.get("changes")
         if not isinstance(last, int):
-            raise ProtocolError("malformed frame: batch without a last sequence")
+            raise BadFrame("malformed frame: batch without a last sequence")
         check_stamps(changes, store.config.max_clock_skew_ms)
         result = store.apply_changes(changes, cursor=(peer, "pull", last), at=_at(msg))
         report["received"] += len(changes)
@@ -197,7 +214,13 @@ def _pull(store: Store, peer: str, conn: Connection, report: dict) -> None:
 
 def serve(store: Store, peer_name: str, inp: BinaryIO, out: BinaryIO) -> int:
     """Serve one session for ``peer_name`` (named by the SSH key's forced
-    command or by the local transport, never by the caller's own words)."""
+    command or by the local transport, never by the caller's own words), under
+    the session's deadlines."""
+    with interrupting(peer_name, Limits.of(store.config)) as watchdog:
+        return _serve(store, peer_name, watchdog.stream(inp), watchdog.stream(out))
+
+
+def _serve(store: Store, peer_name: str, inp: BinaryIO, out: BinaryIO) -> int:
     config = store.config
     hello = read_frame(inp, ("hello",))
     action = hello.get("action")
@@ -205,9 +228,9 @@ def serve(store: Store, peer_name: str, inp: BinaryIO, out: BinaryIO) -> int:
         gap = protocol.version_gap(peer_name, f"protocol version {hello.get('v')}")
         msg = str(gap).removeprefix("refused: ") if gap else "no protocol version in hello"
         write_frame(out, {"t": "error", "msg": f"{config.name} refused: {msg}"})
-        raise gap or ProtocolError(f"malformed frame: {msg}")
+        raise gap or BadFrame(f"malformed frame: {msg}")
     if action not in policy.ACTIONS:
-        raise ProtocolError(f"malformed frame: unknown action {action!r}")
+        raise BadFrame(f"malformed frame: unknown action {str(action)[:40]!r}")
     decision = policy.may_accept(policy.me_of(config), action, policy.peer_of(config, peer_name))
     rule = None if decision else decision.rule
     if rule is None and hello.get("node") != peer_name:
@@ -258,7 +281,7 @@ def _held(held: object) -> dict:
     if not isinstance(held, dict) or any(
         type(n) is not int or not 0 <= n <= MAX_SEQ for n in held.values()
     ):
-        raise ProtocolError("malformed frame: held is not {origin: sequence}")
+        raise BadFrame("malformed frame: held is not {origin: sequence}")
     return held
 
 
@@ -266,7 +289,7 @@ def _send(store: Store, hello: dict, log_id: str, inp: BinaryIO, out: BinaryIO) 
     held = _held(hello.get("held"))
     cursor = hello.get("cursor")
     if type(cursor) is not int or not 0 <= cursor <= MAX_SEQ:
-        raise ProtocolError("malformed frame: pull hello without a cursor")
+        raise BadFrame("malformed frame: pull hello without a cursor")
     if hello.get("log") != log_id or (cursor and store.log.at_of(cursor) != hello.get("at")):
         cursor = 0  # a position in another log (or before a restore): read this one whole
     if hello.get("dry_run"):

@@ -68,6 +68,24 @@ def links(fleet: list[dict]) -> list[dict]:
     return out
 
 
+def round_of(fleet: list[dict], name: str) -> list[dict]:
+    """Host ``name``'s links as its timer runs them: one round, in stage order.
+    Each link carries ``after``, the units of its earlier stages on this host, so
+    what a host pulls is in before it pushes (a write on an edge reaches the
+    master in one round); links of one stage run side by side."""
+    mine = [lk for lk in links(fleet) if lk["initiator"] == name]
+    order = [stage for stage, *_ in STAGES]
+    return [
+        {
+            **lk,
+            "after": [
+                o["unit"] for o in mine if order.index(o["stage"]) < order.index(lk["stage"])
+            ],
+        }  # fmt: skip
+        for lk in mine
+    ]
+
+
 def callers(fleet: list[dict], name: str) -> list[str]:
     """Names the policy lets call ``name`` (for some action): its authorized keys."""
     me = party(next(h for h in fleet if h["name"] == name))

@@ -4,16 +4,20 @@
 subprocess. ``ssh://user@host[:port]`` runs the system ssh with this node's own
 key, BatchMode and strict host-key checking against pinned known_hosts; on the
 far side the key's forced command decides what runs and for which peer.
+Every session runs under its deadlines (deadlines.py): when one passes, the
+transport's process is killed and the session fails naming the peer and the limit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import subprocess
 import sys
 from urllib.parse import urlparse
 
 from .config import Config, Peer
+from .deadlines import Limits, Watchdog
 from .errors import BadInput, EdgesyncError, Refused, SyncError
 
 
@@ -34,7 +38,7 @@ def command(config: Config, peer: Peer) -> list[str]:
         "-o", "IdentitiesOnly=yes",
         "-o", "StrictHostKeyChecking=yes",
         "-o", f"UserKnownHostsFile={config.known_hosts}",
-        "-o", "ConnectTimeout=10",
+        "-o", f"ConnectTimeout={math.ceil(config.connect_timeout_s)}",
         "-p", str(url.port or 22),
         target,
         "edgesync", "serve", "--stdio", "--peer", config.name,
@@ -44,6 +48,7 @@ def command(config: Config, peer: Peer) -> list[str]:
 class Connection:
     def __init__(self, config: Config, peer: Peer):
         self.argv = command(config, peer)
+        self.limits = Limits.of(config)
         self.proc = subprocess.Popen(
             self.argv,
             stdin=subprocess.PIPE,
@@ -51,8 +56,9 @@ class Connection:
             stderr=subprocess.PIPE,
             bufsize=1 << 20,
         )
-        self.reader = self.proc.stdout
-        self.writer = self.proc.stdin
+        self.watchdog = Watchdog(peer.name, self.limits, self.proc.kill)
+        self.reader = self.watchdog.stream(self.proc.stdout)
+        self.writer = self.watchdog.stream(self.proc.stdin)
 
     def stderr_tail(self) -> str:
         try:
@@ -64,7 +70,11 @@ class Connection:
 
     def failure(self, peer: str, exc: Exception) -> EdgesyncError:
         """What a broken session means, from the far side's last words on stderr:
-        a refusal (the peer's policy, or sshd not taking our key) or a failure."""
+        a refusal (the peer's policy, or sshd not taking our key) or a failure;
+        or the deadline that passed."""
+        late = self.watchdog.error()
+        if late is not None:
+            return late
         tail = self.stderr_tail()
         if tail.startswith("refused:"):
             return Refused(tail)
@@ -73,11 +83,12 @@ class Connection:
         return SyncError(f"sync with {peer} failed: {exc}" + (f" ({tail})" if tail else ""))
 
     def close(self) -> None:
+        self.watchdog.close()
         for stream in (self.writer, self.reader):
             with contextlib.suppress(OSError):
                 stream.close()
         try:
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=self.limits.idle)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()

@@ -130,18 +130,3 @@ def fleet(tmp_path_factory, say):
     fleet = Fleet(tmp_path_factory.mktemp("fleet"), REPO / "inventory" / "local", say)
     yield fleet
     say(f"end-to-end reruns after LXD exec failures: {len(fleet.retried)}")
-
-
-@pytest.fixture(scope="session")
-def say(request):
-    """Print past pytest's output capture: the timings are part of the run's report."""
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    capture = request.config.pluginmanager.get_plugin("capturemanager")
-
-    def _say(text: str) -> None:
-        with capture.global_and_fixture_disabled():
-            reporter.write_line("")
-            for line in text.splitlines():
-                reporter.write_line(line)
-
-    return _say

@@ -37,13 +37,16 @@ def test_a_user_makes_finds_edits_and_deletes_a_page(make_node):
 
 
 def test_status_reports_rows_outbox_and_redis(make_node):
-    node = make_node("EDGE01", farm="lon-a")
+    farm_peer = {"url": "local:edge02.toml", "role": "edge", "farm": "lon-a", "push": True}
+    node = make_node("EDGE01", farm="lon-a", peers={"EDGE02": farm_peer})
     for i in range(3):
         node.cli_json("put", "pages", "--data", json.dumps({"title": f"t{i}"}))
     status = node.cli_json("status", "--json")
     assert status["node"] == "EDGE01" and status["role"] == "edge" and status["farm"] == "lon-a"
     assert status["rows"] == {"pages": 3}
-    assert status["outbox_pending"] == 3  # no push target has acknowledged anything
+    assert status["push_targets"] == ["EDGE02"]
+    assert status["outbox_pending"] == 3  # the push target has acknowledged nothing
+    assert status["outbox_stream"] >= 1
     assert status["redis"] == "ok"
     human = node.cli("status")
     assert "EDGE01" in human.stdout and "pages=3" in human.stdout

@@ -232,8 +232,12 @@ def _writer(config_path, count, queue):
     queue.put("done")
 
 
+# EDGE01 pushes to EDGE02 on a schedule: its outbox keeps a stream for it.
+PUSHES = {"EDGE02": {"url": "local:edge02.toml", "role": "edge", "farm": "a", "push": True}}
+
+
 def test_two_processes_writing_one_database_both_succeed(make_node, redis_server):
-    node = make_node("EDGE01")
+    node = make_node("EDGE01", peers=PUSHES)
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     procs = [ctx.Process(target=_writer, args=(node.config_path, 300, queue)) for _ in range(2)]
@@ -253,7 +257,7 @@ def test_two_processes_writing_one_database_both_succeed(make_node, redis_server
 
 
 def test_writes_survive_redis_going_down_and_the_stream_catches_up(make_node, own_redis):
-    node = make_node("EDGE01", redis_url=own_redis.url)
+    node = make_node("EDGE01", redis_url=own_redis.url, peers=PUSHES)
     warnings = []
     node.store.warn = warnings.append
     node.store.put("pages", {"title": "before"})
@@ -276,7 +280,7 @@ def test_writes_survive_redis_going_down_and_the_stream_catches_up(make_node, ow
 
 
 def test_a_gap_in_the_stream_is_filled_without_duplicates(make_node, own_redis):
-    node = make_node("EDGE01", redis_url=own_redis.url)
+    node = make_node("EDGE01", redis_url=own_redis.url, peers=PUSHES)
     warnings = []
     node.store.warn = warnings.append
     node.store.put("pages", {"title": "one"})

@@ -119,15 +119,15 @@ def test_a_bad_frame_ends_the_session_and_applies_nothing_from_its_batch(farm):
     bodies = [b for _s, b, _o, _n in store.changes_after(0, 10)]
     good = protocol.batch_frame(bodies, 2)
     hello = hello_frame("EDGE01", "push")
-    cases = {
-        "truncated frame": hello + frame(good)[:-10],
-        "oversized frame": hello + (protocol.MAX_FRAME + 1).to_bytes(4, "big") + b"{}",
-        "malformed frame": hello + frame(b'{"t": "batch", "changes": [ oops'),
-        "truncated frame header": hello + b"\x00\x00",
+    cases = {  # a broken session is a sync failure (4); a bad frame, bad input (2)
+        "truncated frame": (4, hello + frame(good)[:-10]),
+        "oversized frame": (2, hello + (protocol.MAX_FRAME + 1).to_bytes(4, "big") + b"{}"),
+        "malformed frame": (2, hello + frame(b'{"t": "batch", "changes": [ oops')),
+        "truncated frame header": (4, hello + b"\x00\x00"),
     }
-    for why, data in cases.items():
+    for why, (code, data) in cases.items():
         res = serve(farm, "EDGE02", "EDGE01", data)
-        assert res.returncode == 4, (why, res.stderr)
+        assert res.returncode == code, (why, res.stderr)
         assert why.encode() in res.stderr, (why, res.stderr)
         assert len(res.stderr.strip().splitlines()) == 1
         assert farm.store("EDGE02").rows("pages") == 0

@@ -1,0 +1,478 @@
+"""Faults a fleet meets, on real processes, sshd, SQLite and Redis: bad bytes
+from a user or a peer, a full disk, Redis dying mid-push, a peer that stalls,
+frames built to exhaust a receiver. Each ends in one line and a documented exit
+code (cli.py: 2 bad input, 4 sync failure, 5 local storage), never a
+traceback, and loses nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from farm import SEVEN, Farm
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edgesync import cli, hlc, protocol, topology
+from edgesync.localsshd import LocalSshd, keygen
+
+PAIR = {"EDGE01": ("edge", "a", ()), "EDGE02": ("edge", "a", ())}
+
+
+def frame(obj) -> bytes:
+    data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+    return len(data).to_bytes(4, "big") + data
+
+
+def hello(node="EDGE01", action="push", **extra) -> dict:
+    return {"t": "hello", "v": protocol.VERSION, "node": node, "action": action,
+            "clock": hlc.wall_ms(), "yours": {}, **extra}  # fmt: skip
+
+
+def one_line(stderr: str | bytes, code: int, codes) -> str:
+    err = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
+    assert code in codes, (code, err)
+    assert "Traceback" not in err, err
+    assert err.count("\n") <= 1, err
+    return err
+
+
+def run_main(argv: list[str], stdin: bytes) -> tuple[int, str, bytes]:
+    """The CLI in this process, as a user's shell runs it: an exception
+    escaping main would be the traceback a user sees, and fails the test."""
+    out = io.BytesIO()
+    err = io.StringIO()
+    saved = sys.stdin, sys.stdout
+    sys.stdin = io.TextIOWrapper(io.BytesIO(stdin))
+    sys.stdout = io.TextIOWrapper(out)
+    try:
+        with contextlib.redirect_stderr(err):
+            code = cli.main(argv)
+        sys.stdout.flush()
+        written = out.getvalue()
+    finally:
+        sys.stdin, sys.stdout = saved
+    return code, err.getvalue(), written
+
+
+@pytest.fixture
+def pair(tmp_path, redis_server):
+    redis_server.client().flushall()
+    farm = Farm(tmp_path, redis_server.url, PAIR)
+    yield farm
+    farm.close()
+
+
+# -- bad input to put ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b'{"title": "caf\xe9"}', "not UTF-8 at byte 14"),
+        (b'{"title": "\\ud800"}', "lone surrogate"),
+        (b'{"title": "a\\udc00b"}', "lone surrogate"),
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
+        (b'{"title": ' + b"7" * 5000 + b"}", "invalid JSON"),
+        (b'{"title": true}', "pages.title is a boolean"),
+        (b'{"\\ud800": 1}', "unknown column"),
+    ],
+    ids=["latin-1", "surrogate", "low surrogate", "deep", "5000 digits", "boolean", "key"],
+)
+def test_bad_bytes_for_put_are_one_line_exit_2_and_write_nothing(pair, data, words):
+    res = subprocess.run(
+        [sys.executable, "-m", "edgesync", "--config", str(pair.config_path("EDGE01")),
+         "put", "pages", "--data", "-"],
+        input=data, capture_output=True, timeout=60,
+    )  # fmt: skip
+    err = one_line(res.stderr, res.returncode, (2,))
+    assert words in err, err
+    assert res.stdout == b""
+    assert pair.store("EDGE01").max_seq() == 0
+
+
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(alphabet=st.characters(codec=None, exclude_categories=()), max_size=20)
+)
+VALUES = st.recursive(
+    SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner),
+    max_leaves=6,
+)  # fmt: skip
+KEYS = st.sampled_from(["title", "section", "body", "id", "colour", ""]) | st.text(max_size=5)
+
+
+def put_input() -> st.SearchStrategy[bytes]:
+    as_json = st.dictionaries(KEYS, VALUES, max_size=4).map(
+        lambda d: json.dumps(d).encode()  # \\uXXXX escapes: lone surrogates survive
+    )
+    return as_json | st.binary(max_size=60) | VALUES.map(lambda v: json.dumps(v).encode())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=put_input())
+def test_put_takes_any_bytes_keeps_types_or_refuses_in_one_line(pair, data):
+    config = str(pair.config_path("EDGE01"))
+    code, err, out = run_main(["--config", config, "put", "pages", "--data", "-"], data)
+    one_line(err, code, (0, 1, 2))
+    if code != 0:
+        assert out == b""
+        return
+    stored = json.loads(out)
+    given_values = json.loads(data)
+    for column, value in given_values.items():
+        if column != "id":
+            # Kept as given: the same value of the same type (never true as 1).
+            assert stored[column] == value and type(stored[column]) is type(value), column
+
+
+def serve_input() -> st.SearchStrategy[bytes]:
+    field = st.sampled_from(["t", "v", "node", "action", "clock", "yours", "held", "cursor",
+                             "log", "at", "last", "changes", "dry_run"])  # fmt: skip
+    hellos = st.builds(
+        lambda action, extra: {**hello(action=action), **extra},
+        st.sampled_from(["push", "pull"]),
+        st.dictionaries(field, VALUES, max_size=3),
+    )
+    change = st.fixed_dictionaries(
+        {k: VALUES for k in "onhtikdps"}, optional={"x": VALUES}
+    )  # fmt: skip
+    batches = st.builds(
+        lambda changes, last: {"t": "batch", "last": last, "changes": changes},
+        st.lists(change, max_size=3) | VALUES,
+        VALUES,
+    )
+    framed = st.lists(hellos | batches | VALUES, min_size=1, max_size=3).map(
+        lambda msgs: b"".join(frame(json.dumps(m).encode()) for m in msgs)
+    )
+    return framed | st.binary(max_size=80) | hellos.map(lambda h: frame(h) + b"\x00\x00\x01")
+
+
+def genuine(pair) -> list[dict]:
+    """EDGE01's real, signed changes (made once per farm)."""
+    if not hasattr(pair, "genuine"):
+        pair.put("EDGE01", section="s", title="genuine")
+        store = pair.store("EDGE01")
+        pair.genuine = [json.loads(b) for _s, b, _o, _n in store.changes_after(0, 10)]
+    return pair.genuine
+
+
+def test_bad_bytes_in_a_peers_frame_are_one_line_exit_2_and_apply_nothing(pair):
+    change = genuine(pair)[0]
+    body = json.dumps({"t": "batch", "last": 1, "changes": [change]}).encode()
+    title = json.dumps(change["d"]["title"]).encode()
+    cases = {
+        "lone surrogate": body.replace(title, b'"\\ud800"'),
+        "invalid UTF-8": body.replace(title, b'"\xff\xfe"'),
+        "5000 digits": body.replace(b'"n": 1', b'"n": ' + b"9" * 5000),
+        "deep nesting": body.replace(title, b"[" * 50_000 + b"]" * 50_000),
+        "hello of wrong types": None,
+    }
+    for why, data in cases.items():
+        if data is None:
+            wrong = {**hello(), "yours": [1], "clock": "soon", "node": {"a": 1}}
+            stream = frame(wrong)
+        else:
+            assert data != body, why
+            stream = frame(hello()) + frame(data)
+        res = subprocess.run(
+            [sys.executable, "-m", "edgesync", "--config", str(pair.config_path("EDGE02")),
+             "serve", "--stdio", "--peer", "EDGE01"], input=stream, capture_output=True,
+        )  # fmt: skip
+        one_line(res.stderr, res.returncode, (2, 3))
+    assert pair.store("EDGE02").rows("pages") == 0
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=serve_input(), pick=st.data())
+def test_serve_takes_any_frames_and_answers_in_one_line(pair, data, pick):
+    if pick.draw(st.booleans()):  # a genuine batch with one field made up
+        change = dict(genuine(pair)[0])
+        field = pick.draw(st.sampled_from(sorted(change)))
+        if field == "d":
+            change["d"] = {**change["d"], pick.draw(KEYS): pick.draw(VALUES)}
+        else:
+            change[field] = pick.draw(VALUES)
+        data = frame(hello()) + frame({"t": "batch", "last": 1, "changes": [change]})
+    config = str(pair.config_path("EDGE02"))
+    code, err, _out = run_main(["--config", config, "serve", "--stdio", "--peer", "EDGE01"], data)
+    one_line(err, code, (0, 2, 3, 4))
+
+
+# -- the local disk ------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB filesystem (tmpfs) as EDGE02's data disk."""
+    mount = tmp_path / "edge02"
+    mount.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+                         capture_output=True, text=True)  # fmt: skip
+    if res.returncode != 0:
+        pytest.fail(f"cannot mount a small filesystem (the tests run as root): {res.stderr}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(path, spare: int = 0) -> None:
+    """Fill the filesystem of ``path``, then give ``spare`` bytes back."""
+    with open(path, "wb", buffering=0) as fh, contextlib.suppress(OSError):
+        while True:
+            fh.write(b"\0" * 4096)
+    os.truncate(path, max(0, path.stat().st_size - spare))
+
+
+def test_a_full_disk_is_exit_5_nothing_half_written_and_writes_go_on_once_freed(
+    tmp_path, redis_server, small_disk
+):
+    redis_server.client().flushall()
+    farm = Farm(tmp_path, redis_server.url, PAIR)
+    try:
+        first = farm.put("EDGE02", title="before the disk filled")
+        for i in range(20):
+            farm.put("EDGE01", title=f"to pull {i}", body="b" * 20_000)
+        held = farm.store("EDGE02").held()
+        farm.stores.pop("EDGE02").close()
+        fill(small_disk / "filler")  # full: the database cannot even open its WAL
+        put = farm.cli("EDGE02", "put", "pages", "--data", json.dumps({"body": "x" * 100_000}))
+        assert "local storage" in one_line(put.stderr, put.returncode, (5,))
+        fill(small_disk / "filler", spare=150_000)  # room to open, not for 400 kB of pulls
+        pull = farm.cli("EDGE02", "pull", "EDGE01")
+        assert "local storage" in one_line(pull.stderr, pull.returncode, (5,))
+
+        (small_disk / "filler").unlink()
+        assert farm.store("EDGE02").held() == held  # nothing half-written
+        assert farm.store("EDGE02").get("pages", first["id"])["title"] == first["title"]
+        assert farm.cli("EDGE02", "put", "pages", "--data", '{"title": "after"}').returncode == 0
+        report = farm.sync("EDGE02", "pull", "EDGE01")
+        assert farm.store("EDGE02").rows("pages") == 22 and report["applied"] == 20
+    finally:
+        farm.close()
+
+
+# -- Redis dying mid-push ------------------------------------------------------
+
+
+def test_redis_gone_mid_push_is_exit_4_and_the_next_push_delivers_everything(tmp_path, own_redis):
+    farm = Farm(tmp_path, own_redis.url, PAIR, batch_size=10)
+    try:
+        for i in range(3000):
+            farm.put("EDGE01", title=f"p{i}")
+        farm.store("EDGE01").flush()
+        push = subprocess.Popen(
+            [sys.executable, "-m", "edgesync", "--config", str(farm.config_path("EDGE01")),
+             "push", "EDGE02"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        receiver = farm.store("EDGE02")
+        deadline = time.monotonic() + 60
+        while receiver.rows("pages") == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        own_redis.stop()
+        _out, err = push.communicate(timeout=60)
+        assert "redis unavailable mid-session" in one_line(err, push.returncode, (4,))
+        assert 0 < receiver.rows("pages") < 3000
+        farm.stores.pop("EDGE01").close()
+        farm.sync("EDGE01", "push", "EDGE02")  # Redis still down: from the SQLite log
+        assert receiver.rows("pages") == 3000
+    finally:
+        farm.close()
+
+
+# -- peers that stall ----------------------------------------------------------
+
+# Stand-ins for a peer's `serve`, run by the real sshd as the key's forced command.
+MUTE = "import time; time.sleep(3600)"  # takes the connection, never answers
+WELCOME_THEN_MUTE = textwrap.dedent("""
+    import json, sys, time
+    n = int.from_bytes(sys.stdin.buffer.read(4), "big"); sys.stdin.buffer.read(n)
+    w = json.dumps({"t": "welcome", "v": 2, "node": "EDGE02", "clock": int(time.time() * 1000),
+                    "yours": {}, "held": {}}).encode()
+    sys.stdout.buffer.write(len(w).to_bytes(4, "big") + w); sys.stdout.buffer.flush()
+    time.sleep(3600)
+""")
+TRICKLE = textwrap.dedent("""
+    import json, sys, time
+    n = int.from_bytes(sys.stdin.buffer.read(4), "big"); sys.stdin.buffer.read(n)
+    w = json.dumps({"t": "welcome", "v": 2, "node": "EDGE02", "clock": int(time.time() * 1000),
+                    "yours": {}, "log": "x"}).encode()
+    sys.stdout.buffer.write(len(w).to_bytes(4, "big") + w + (10**6).to_bytes(4, "big"))
+    while True:  # a frame that never ends, a byte at a time: busy, never idle
+        sys.stdout.buffer.write(b" "); sys.stdout.buffer.flush(); time.sleep(0.2)
+""")
+
+
+@pytest.fixture
+def stalling(tmp_path, redis_server):
+    """EDGE01 reaches EDGE02 over a real sshd whose forced command is a script."""
+    redis_server.client().flushall()
+    try:
+        sshd = LocalSshd(tmp_path / "sshd").start()
+    except RuntimeError as exc:
+        pytest.fail(f"{exc}: run the README's test command")
+    farm = Farm(tmp_path, redis_server.url, PAIR, connect_timeout_s=2, idle_timeout_s=2,
+                session_timeout_s=4)  # fmt: skip
+    key = keygen(tmp_path / "edge01" / "id_ed25519")
+    (tmp_path / "edge01" / "known_hosts").write_text(sshd.known_hosts_line())
+    cfg = farm.config_path("EDGE01")
+    cfg.write_text(cfg.read_text().replace(
+        'url = "local:edge02.toml"', f'url = "ssh://root@127.0.0.1:{sshd.port}"'))  # fmt: skip
+
+    def peer(script: str) -> None:
+        path = tmp_path / "peer.py"
+        path.write_text(script)
+        sshd.authorize(key, f"{sys.executable} {path}")
+
+    farm.peer = peer
+    yield farm
+    farm.close()
+    sshd.stop()
+
+
+@pytest.mark.parametrize(
+    ("script", "action", "words"),
+    [
+        (MUTE, "push", "no answer within 2 s of connecting (connect_timeout_s)"),
+        (WELCOME_THEN_MUTE, "push", "no progress for 2 s (idle_timeout_s)"),
+        (TRICKLE, "pull", "the session ran past its 4 s (session_timeout_s)"),
+    ],
+    ids=["mute", "welcome then mute", "trickle"],
+)
+def test_a_stalled_peer_ends_the_session_at_its_deadline_naming_peer_and_limit(
+    stalling, script, action, words
+):
+    stalling.put("EDGE01", title="waiting")
+    stalling.peer(script)
+    started = time.monotonic()
+    res = stalling.cli("EDGE01", action, "EDGE02", timeout=60)
+    took = time.monotonic() - started
+    err = one_line(res.stderr, res.returncode, (4,))
+    assert f"sync with EDGE02 failed: {words}" in err, err
+    assert took < 20, took  # not a speed target: a hang would be 3600 s
+
+
+def test_serve_ends_a_session_whose_caller_goes_quiet(tmp_path, redis_server):
+    redis_server.client().flushall()
+    farm = Farm(tmp_path, redis_server.url, PAIR, idle_timeout_s=1)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "edgesync", "--config", str(farm.config_path("EDGE02")),
+             "serve", "--stdio", "--peer", "EDGE01"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        proc.stdin.write(frame(hello()))
+        proc.stdin.flush()  # ... and then nothing, the pipe held open
+        err = proc.stderr.read()
+        proc.wait(timeout=30)
+        assert "no progress for 1 s (idle_timeout_s)" in one_line(err, proc.returncode, (4,))
+        proc.stdin.close()
+        proc.stdout.close()
+    finally:
+        farm.close()
+
+
+# -- frames built to exhaust a receiver ----------------------------------------
+
+
+# Runs argv[2:] and writes its peak RSS (kB) to argv[1]. A small process of its
+# own, because a child's peak counts the memory of the process it was forked from.
+PEAK = textwrap.dedent("""
+    import os, sys
+    pid = os.fork()
+    if pid == 0:
+        os.execv(sys.argv[2], sys.argv[2:])
+    _pid, status, usage = os.wait4(pid, 0)
+    open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+    sys.exit(os.waitstatus_to_exitcode(status))
+""")
+
+
+def serve_peak(farm, data: bytes) -> tuple[subprocess.CompletedProcess, float]:
+    """Feed ``data`` to EDGE02's serve; its result and its peak RSS in MB."""
+    peak = farm.root / "peak"
+    res = subprocess.run(
+        [sys.executable, "-c", PEAK, str(peak), sys.executable, "-m", "edgesync",
+         "--config", str(farm.config_path("EDGE02")), "serve", "--stdio", "--peer", "EDGE01"],
+        input=data, capture_output=True, timeout=120,
+    )  # fmt: skip
+    return res, int(peak.read_text()) / 1024
+
+
+def batch_of(items: bytes) -> bytes:
+    return frame(b'{"t":"batch","last":1,"changes":[' + items + b"]}")
+
+
+def test_hostile_frames_are_refused_before_they_are_applied_and_cost_under_200_mb(pair, say):
+    tiny = b'{"o":"EDGE01","n":1,"h":"x","t":"pages","i":"x","k":"del","d":{},"p":"x","s":"x"}'
+    room = protocol.MAX_FRAME - 64
+    cases = {
+        "a 63 MB frame": (63 * 2**20).to_bytes(4, "big") + b"{" * 1000,
+        "460,000 tiny changes": batch_of(b",".join([tiny] * 460_000)),
+        "a frame of empty objects": batch_of(b",".join([b"{}"] * (room // 3))),
+        "a frame of empty lists": batch_of(b",".join([b"[]"] * (room // 3))),
+        "a frame of floats": batch_of(b",".join([b"1.5"] * (room // 4))),
+        "a frame of short strings": batch_of(b",".join([b'"ab"'] * (room // 5))),
+        "a frame of big integers": batch_of(b",".join([b"123456789012"] * (room // 13))),
+        "10,001 changes": batch_of(b",".join([tiny] * 10_001)),
+    }
+    for why, body in cases.items():
+        res, peak = serve_peak(pair, frame(hello()) + body)
+        err = one_line(res.stderr, res.returncode, (2,))
+        say(f"{why}: exit {res.returncode}, receiver peak {peak:.0f} MB: {err.strip()[:90]}")
+        assert peak < 200, (why, peak)
+    assert pair.store("EDGE02").rows("pages") == 0
+
+
+# -- the outbox ----------------------------------------------------------------
+
+
+def test_a_converged_fleet_has_an_empty_outbox_and_a_removed_target_loses_its_group(
+    tmp_path, redis_server
+):
+    redis_server.client().flushall()
+    farm = Farm(tmp_path, redis_server.url, SEVEN)
+    try:
+        for name in ("EDGE01", "EDGE03", "NODE01", "MASTER01"):
+            for i in range(3):
+                farm.put(name, title=f"{name} {i}")
+        hosts = [{"name": n, "role": r, "farm": f, "trusted": list(t)}
+                 for n, (r, f, t) in SEVEN.items()]  # fmt: skip
+        for _ in range(2):  # the second round moves the cursors past what the first brought
+            for link in topology.links(hosts):  # every timer's link, in order
+                farm.sync(link["initiator"], link["action"], link["target"])
+        assert len(set(farm.digests().values())) == 1
+        r = redis_server.client()
+        for name in SEVEN:
+            status = farm.store(name).status()
+            assert status["outbox_pending"] == 0, (name, status)
+            assert status["outbox_stream"] == 0, (name, status)
+        assert farm.store("MASTER01").status()["push_targets"] == []  # pushes on no timer
+        assert not r.exists("edgesync:MASTER01:changes")
+        groups = {g["name"].decode() for g in r.xinfo_groups("edgesync:NODE01:changes")}
+        assert groups == {"MASTER01", "EDGE01", "EDGE02"}
+
+        # NODE01 stops pushing to EDGE02 (the topology changed): its group goes.
+        farm.stores.pop("NODE01").close()
+        cfg = farm.config_path("NODE01")
+        text = cfg.read_text()
+        cut = text.index("[peers.EDGE02]")
+        end = text.index("\n\n", cut)
+        cfg.write_text(text[:cut] + text[cut:end].replace("\npush = true", "") + text[end:])
+        assert farm.store("NODE01").status()["push_targets"] == ["EDGE01", "MASTER01"]
+        farm.put("NODE01", title="after the change")
+        farm.store("NODE01").flush()
+        groups = {g["name"].decode() for g in r.xinfo_groups("edgesync:NODE01:changes")}
+        assert groups == {"MASTER01", "EDGE01"}
+    finally:
+        farm.close()

@@ -16,6 +16,13 @@ differently (``diverged``). It then starts again as ``NAME.INCARNATION``:
   fleet's own copies of its later changes (the ones the backup lacked) come
   back by the usual sessions.
 
+The same move heals a clock that ran fast and was set right (``start`` with
+``restamp``): changes stamped later than the corrected clock, which every
+peer refuses as "in the future", are made again stamped with the present
+(after every stamp this node has seen from others), so they travel at once
+and count as made now, not at the wrong time they carried; the records they
+touched are merged again from the log (``Store.heal_clock``).
+
 Writes made after the restore are delivered and digests converge. A peer that
 received a restored node's re-used numbers before any session told it of the
 restore keeps that copy; the README says to let a restored node sync with its
@@ -27,6 +34,7 @@ from __future__ import annotations
 import json
 import os
 
+from . import hlc
 from .changelog import ChangeLog, Entry
 from .changes import ORDER, encode
 from .db import Database
@@ -63,9 +71,20 @@ def diverged(log: ChangeLog, own_seq: int, head: str, signer: Signer) -> bool:
     return mine is not None
 
 
-def start(db: Database, log: ChangeLog, signer: Signer, node: str) -> list[Entry]:
+def start(
+    db: Database,
+    log: ChangeLog,
+    signer: Signer,
+    node: str,
+    restamp: tuple[int, str | None] | None = None,
+) -> tuple[list[Entry], set[tuple[str, str]]]:
     """Start a new incarnation inside the open transaction; returns the new log
-    entries (the old origin's unconfirmed changes, made again)."""
+    entries (the old origin's unconfirmed changes, made again) and the records
+    (table, id) of those made again with a new stamp.
+
+    ``restamp`` is (now_ms, floor): a change stamped after ``now_ms`` is made
+    again stamped after both ``now_ms`` and ``floor`` (the newest stamp seen
+    from others); the others keep theirs."""
     old, _head, confirmed = log.signing_state()
     rows = db.execute(
         "SELECT o.seq, c.body FROM _own o JOIN _changes c ON c.seq = o.seq"
@@ -94,14 +113,21 @@ def start(db: Database, log: ChangeLog, signer: Signer, node: str) -> list[Entry
         (os.urandom(8).hex(),),
     )
     entries = []
+    touched: set[tuple[str, str]] = set()
     prev = GENESIS
+    stamp = restamp[1] if restamp else None
     for n, (_seq, body) in enumerate(rows, 1):
         was = json.loads(body)
         change = {"o": origin, "n": n, **{k: was[k] for k in "htikd"}}
+        if restamp and hlc.decode(was["h"])[0] > restamp[0]:
+            stamp = change["h"] = hlc.tick(stamp, node, restamp[0])
+            touched.add((was["t"], was["i"]))
         signed, value = sign_body(signer, prev, encode(change))
         prev = b64(value)
         entries.append(log.append_own(change, signed, prev))
     # Only now, so the new entries are logged after every old position.
     db.executemany("DELETE FROM _changes WHERE seq = ?", [(seq,) for seq, _b in rows])
     db.execute("UPDATE _clock SET own_seq = ?", (len(rows),))
-    return entries
+    if restamp:
+        db.execute("UPDATE _clock SET stamp = ?", (hlc.later(stamp, restamp[1]),))
+    return entries, touched

@@ -10,6 +10,7 @@ visible content.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from . import slug_settlement
@@ -86,6 +87,26 @@ class Merger:
         for table, chs in by_table.items():
             result.conflicts += self._upsert(self.config.tables[table], chs, local)
         return result, entries
+
+    def remerge(self, records: set[tuple[str, str]]) -> None:
+        """Merge ``records`` (table, id) again from every change the log holds
+        of them, inside the open transaction: after their changes were made
+        again with other stamps (incarnation.py), the winners may differ."""
+        by_table: dict[str, set[str]] = {}
+        for table, rid in records:
+            if table in self.config.tables:
+                by_table.setdefault(table, set()).add(rid)
+        for table, ids in by_table.items():
+            spec = self.config.tables[table]
+            rows = self.db.execute(
+                "SELECT body FROM _changes WHERE json_extract(body, '$.t') = ? ORDER BY seq",
+                (table,),
+            )
+            chs = [ch for (body,) in rows if (ch := json.loads(body))["i"] in ids]
+            for rid in ids:
+                self.db.execute(f"DELETE FROM {q(table)} WHERE id = ?", (rid,))
+            if chs:
+                self._upsert(spec, chs, local=True)
 
     def _upsert(self, spec: TableSpec, chs: list[dict], local: bool) -> int:
         sql = self._sql[spec.name]

@@ -135,6 +135,7 @@ class Store:
 
     def put(self, table: str, data: object) -> dict:
         """Create a record, or update one when ``data`` carries an existing ``id``."""
+        self.heal_clock()
         spec = reads.spec_of(self.config, table)
         if not isinstance(data, dict):
             raise BadInput(f"data for {table} must be a JSON object")
@@ -171,6 +172,7 @@ class Store:
         return record
 
     def delete(self, table: str, rid: str) -> None:
+        self.heal_clock()
         spec = reads.spec_of(self.config, table)
         reads.check_id(rid)
         with self.transaction():
@@ -260,12 +262,41 @@ class Store:
     def _start_incarnation(self) -> None:
         """Inside the open transaction."""
         old = self.log.origin()
-        self._entries += incarnation.start(self.db, self.log, self.signer, self.config.name)
+        entries, _touched = incarnation.start(self.db, self.log, self.signer, self.config.name)
+        self._entries += entries
         self._restarted = True
         self.warn(
             f"warning: {old}'s later changes are held elsewhere (was this database restored "
             f"from a backup?); its changes since go on as {self.log.origin()}"
         )
+
+    # -- a clock set right (incarnation.py) ---------------------------------------
+
+    def heal_clock(self) -> bool:
+        """If this node's clock ran fast and was set right (its newest stamp is
+        further ahead of the clock than max_clock_skew_ms), make its unconfirmed
+        future-stamped changes again, stamped now, and merge the records they
+        touched again from the log. Returns True when it did. Runs before every
+        local write and every sync session."""
+        last = self.log.clock()[0]
+        now = hlc.wall_ms()
+        if last is None or hlc.decode(last)[0] <= now + self.config.max_clock_skew_ms:
+            return False
+        with self.transaction():
+            old = self.log.origin()
+            floor = self.log.newest_stamp_not_of(self.config.name)
+            entries, touched = incarnation.start(
+                self.db, self.log, self.signer, self.config.name, restamp=(now, floor)
+            )
+            self._entries += entries
+            self._restarted = True
+            self.merger.remerge(touched)
+        self.warn(
+            f"warning: {self.config.name}'s clock ran {hlc.decode(last)[0] - now} ms ahead and "
+            f"was set back; {len(touched)} records' unsent changes go on as "
+            f"{self.log.origin()} (was {old}), stamped now"
+        )
+        return True
 
     # -- reads --------------------------------------------------------------------
 

@@ -70,6 +70,7 @@ def sync(store: Store, peer_name: str, action: str, dry_run: bool = False) -> di
     decision = policy.may_initiate(policy.me_of(config), action, target)
     if not decision:
         raise Refused(f"refused: {decision.rule}")
+    healed = store.heal_clock()
     conn = Connection(config, config.peers[peer_name])
     report = {"peer": peer_name, "direction": action, "sent": 0, "received": 0, "applied": 0,
               "conflicts": 0, "skipped": 0, "batches": 0}  # fmt: skip
@@ -95,7 +96,7 @@ def sync(store: Store, peer_name: str, action: str, dry_run: bool = False) -> di
             raise protocol.version_gap(peer_name, f"protocol version {reply.get('v')}") or (
                 BadFrame(f"peer speaks protocol version {str(reply.get('v'))[:40]}")
             )
-        if store.check_heads(reply.get("yours")):
+        if store.check_heads(reply.get("yours")) or healed:
             report["incarnation"] = store.log.origin()
         if action == "pull" and not dry_run and reply.get("log") != pull["log"]:
             if not isinstance(reply.get("log"), str):
@@ -222,6 +223,7 @@ def serve(store: Store, peer_name: str, inp: BinaryIO, out: BinaryIO) -> int:
 
 def _serve(store: Store, peer_name: str, inp: BinaryIO, out: BinaryIO) -> int:
     config = store.config
+    store.heal_clock()
     hello = read_frame(inp, ("hello",))
     action = hello.get("action")
     if hello.get("v") != protocol.VERSION:

@@ -38,3 +38,9 @@ def test_the_modules_defaults_are_the_shared_facts():
 
 def test_the_agent_command_lives_in_the_install_root():
     assert FACTS["edgesync_agent"] == f"{FACTS['edgesync_root']}/current/bin/edgesync"
+
+
+def test_the_session_deadlines_are_the_agents_defaults():
+    from edgesync.config import TIMEOUTS
+
+    assert {k: FACTS[f"edgesync_{k}"] for k in TIMEOUTS} == TIMEOUTS

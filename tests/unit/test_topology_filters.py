@@ -57,6 +57,34 @@ def test_a_good_fleet_has_no_errors_and_links_in_topology_order():
     ]  # fmt: skip
 
 
+def test_a_hosts_round_runs_what_it_pulls_before_what_it_pushes():
+    rounds = {h["name"]: FILTERS["edgesync_round"](fleet_of(GOOD), h["name"])
+              for h in fleet_of(GOOD)}  # fmt: skip
+    assert rounds["MASTER01"] == []  # the master runs no timed links
+    after = {lk["unit"]: lk["after"] for lk in rounds["NODE01"]}
+    assert after == {
+        "edgesync-pull-edge01": [],
+        "edgesync-pull-edge02": [],
+        "edgesync-push-master01": ["edgesync-pull-edge01", "edgesync-pull-edge02"],
+        "edgesync-pull-master01": ["edgesync-pull-edge01", "edgesync-pull-edge02",
+                                   "edgesync-push-master01"],
+        "edgesync-push-edge01": ["edgesync-pull-edge01", "edgesync-pull-edge02",
+                                 "edgesync-push-master01", "edgesync-pull-master01"],
+        "edgesync-push-edge02": ["edgesync-pull-edge01", "edgesync-pull-edge02",
+                                 "edgesync-push-master01", "edgesync-pull-master01"],
+    }  # fmt: skip
+
+
+def test_configs_mark_push_only_for_the_links_a_host_pushes_on():
+    fleet = fleet_of(GOOD)
+    config = FILTERS["edgesync_agent_config"]
+    pushes = {name: sorted(p for p, spec in config(fleet, name, SETTINGS)["peers"].items()
+                           if spec.get("push"))
+              for name in ("MASTER01", "NODE01", "EDGE01", "EDGE03")}  # fmt: skip
+    assert pushes == {"MASTER01": [], "NODE01": ["EDGE01", "EDGE02", "MASTER01"],
+                      "EDGE01": ["EDGE02"], "EDGE03": []}  # fmt: skip
+
+
 def test_every_violation_is_listed_at_once():
     bad = dict(GOOD)
     bad.update([

@@ -1,0 +1,105 @@
+"""An edge's clock runs 10 minutes fast, then is set right: a real clock offset
+(libfaketime) on the edge's own processes, a real sshd on the receiving side
+(which keeps the true time). While fast it is refused; once set right it syncs
+at once, loses nothing, and its edits from the fast time never beat edits made
+after it was set right.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from farm import Farm
+
+from edgesync import hlc
+from edgesync.localsshd import LocalSshd, keygen
+
+FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+PAIR = {"EDGE01": ("edge", "a", ()), "EDGE02": ("edge", "a", ())}
+
+
+@pytest.fixture
+def pair(tmp_path, redis_server):
+    """EDGE01 pushes to EDGE02 over a real sshd (started with the true time)."""
+    if not os.path.exists(FAKETIME):
+        pytest.fail("libfaketime is not installed: run the README's test command")
+    redis_server.client().flushall()
+    try:
+        sshd = LocalSshd(tmp_path / "sshd").start()
+    except RuntimeError as exc:
+        pytest.fail(f"{exc}: run the README's test command")
+    farm = Farm(tmp_path, redis_server.url, PAIR)
+    key = keygen(tmp_path / "edge01" / "id_ed25519")
+    (tmp_path / "edge01" / "known_hosts").write_text(sshd.known_hosts_line())
+    sshd.authorize(key, f"{sys.executable} -m edgesync --config {farm.config_path('EDGE02')} "
+                        "serve --stdio --peer EDGE01")  # fmt: skip
+    cfg = farm.config_path("EDGE01")
+    cfg.write_text(cfg.read_text().replace(
+        'url = "local:edge02.toml"', f'url = "ssh://root@127.0.0.1:{sshd.port}"'))  # fmt: skip
+    yield farm
+    farm.close()
+    sshd.stop()
+
+
+def edge01(farm, *args: str, fast: bool = False) -> subprocess.CompletedProcess:
+    """EDGE01's CLI; ``fast``: with its clock 10 minutes ahead."""
+    env = {**os.environ}
+    if fast:
+        env |= {"LD_PRELOAD": FAKETIME, "FAKETIME": "+10m"}
+    return subprocess.run(
+        [sys.executable, "-m", "edgesync", "--config", str(farm.config_path("EDGE01")), *args],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+
+
+def put(farm, data: dict, fast: bool = False) -> dict:
+    res = edge01(farm, "put", "pages", "--data", json.dumps(data), fast=fast)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
+def stamps(store, table="pages") -> list[int]:
+    """Every column stamp EDGE01 made, in ms, as ``store`` holds them."""
+    cols = ", ".join(f"_v_{c}" for c in ("section", "title", "body", "_code"))
+    out = []
+    for row in store.db.execute(f"SELECT {cols} FROM {table}"):
+        out += [hlc.decode(v)[0] for v in row if v is not None and v.endswith(".EDGE01")]
+    return out
+
+
+def test_a_clock_set_right_syncs_at_once_loses_nothing_and_never_wins_later(pair):
+    first = put(pair, {"title": "made on time", "body": "b"})
+    assert edge01(pair, "push", "EDGE02").returncode == 0
+
+    fast_edit = put(pair, {"id": first["id"], "title": "edited while fast"}, fast=True)
+    made_fast = put(pair, {"title": "made while fast"}, fast=True)
+    refused = edge01(pair, "push", "EDGE02", fast=True)
+    assert refused.returncode == 3 and "clock is" in refused.stderr, refused.stderr
+
+    # The clock is set right: the next session heals it and delivers everything.
+    started = hlc.wall_ms()
+    res = edge01(pair, "push", "EDGE02", "--json")
+    assert res.returncode == 0, res.stderr
+    assert "clock ran" in res.stderr and "stamped now" in res.stderr
+    healed = hlc.wall_ms()
+    receiver = pair.store("EDGE02")
+    assert receiver.get("pages", made_fast["id"])["title"] == "made while fast"
+    assert receiver.get("pages", first["id"])["title"] == fast_edit["title"]
+    assert receiver.digest() == pair.store("EDGE01").digest()
+    # Nothing EDGE01 made carries the fast time any more, here or there.
+    for store in (pair.store("EDGE01"), receiver):
+        assert started - 700_000 < min(stamps(store)) and max(stamps(store)) <= healed
+
+    # An edit EDGE02 makes now wins, on both: no future stamp stands in its way.
+    later = receiver.put("pages", {"id": first["id"], "title": "edited later by EDGE02"})
+    assert edge01(pair, "pull", "EDGE02").returncode == 0
+    assert pair.store("EDGE01").get("pages", first["id"])["title"] == later["title"]
+    # And EDGE01's next writes are stamped with the true time.
+    after = put(pair, {"title": "after"})
+    assert edge01(pair, "push", "EDGE02").returncode == 0
+    assert receiver.get("pages", after["id"])["title"] == "after"
+    assert max(stamps(pair.store("EDGE01"))) <= hlc.wall_ms()

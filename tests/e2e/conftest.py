@@ -13,7 +13,7 @@ from pathlib import Path
 import ansible_runner
 import pytest
 import yaml
-from runner_events import lxd_exec_failure
+from runner_events import failures, host_seconds, lxd_exec_failure
 
 REPO = Path(__file__).resolve().parents[2]
 # The facts the roles share (agent user, config path, command), read from their one copy.
@@ -96,21 +96,54 @@ class Fleet:
                "--config", FACTS["edgesync_config_path"], *args]  # fmt: skip
         return self.run(host, *cmd, check=check)
 
-    def run(self, host: str, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-        """Run a command on a host as root."""
-        provider = self.hosts[host]["edgesync_provider"]
+    def exec_argv(self, host: str, *cmd: str, stdin: bool = False) -> list[str]:
+        """The command line that runs ``cmd`` on a host as root."""
         name = f"edgesync-{host}"
-        if provider == "lxd":
-            argv = ["lxc", "exec", name, "--project", PROJECT, "--", *cmd]
-        else:
-            argv = ["docker", "exec", name, *cmd]
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        if self.hosts[host]["edgesync_provider"] == "lxd":
+            return ["lxc", "exec", name, "--project", PROJECT, "--", *cmd]
+        return ["docker", "exec", *(["-i"] if stdin else []), name, *cmd]
+
+    def agent_argv(self, host: str, *args: str) -> list[str]:
+        return self.exec_argv(host, "runuser", "-u", FACTS["edgesync_user"], "--",
+                              FACTS["edgesync_agent"], "--config", FACTS["edgesync_config_path"],
+                              *args)  # fmt: skip
+
+    @property
+    def python(self) -> str:
+        """The agent release's Python on every host."""
+        return FACTS["edgesync_agent"].rsplit("/", 1)[0] + "/python"
+
+    def run(
+        self, host: str, *cmd: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess:
+        """Run a command on a host as root."""
+        argv = self.exec_argv(host, *cmd, stdin=input is not None)
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=300, input=input)
         if check and res.returncode != 0:
             raise AssertionError(f"{host}: {' '.join(cmd)}: {res.stderr}")
         return res
 
     def agent_json(self, host: str, *args: str):
         return json.loads(self.agent(host, *args).stdout)
+
+
+@pytest.fixture(scope="session")
+def built(fleet, say):
+    """The local fleet, torn down and built from nothing by site.yml, once for
+    every end-to-end test."""
+    teardown = fleet.playbook("teardown.yml")
+    assert teardown.rc == 0, failures(teardown)
+    first = fleet.playbook("site.yml")
+    report(say, "site.yml from nothing", first)
+    assert first.rc == 0, failures(first)
+    return first
+
+
+def report(say, label, runner):
+    """Print a playbook's wall time (reruns included) and each host's seconds in tasks."""
+    lines = [f"{label}: {runner.wall_seconds:.0f} s wall, status {runner.status}"]
+    lines += [f"  {h:9s} {s:6.1f} s in tasks" for h, s in host_seconds(runner).items()]
+    say("\n".join(lines))
 
 
 def _inventory_hosts(inventory: Path) -> dict[str, dict]:

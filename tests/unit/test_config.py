@@ -26,6 +26,19 @@ def test_a_good_config_parses_with_defaults():
     assert cfg.redis_url == "redis://127.0.0.1:6379/0"
     assert cfg.max_value_bytes == 1024 * 1024
     assert cfg.tables["pages"].slug == ("section", "title")
+    assert (cfg.connect_timeout_s, cfg.idle_timeout_s, cfg.session_timeout_s) == (10, 60, 900)
+
+
+def test_a_push_mark_on_a_peer_the_policy_forbids_pushing_to_is_refused(tmp_path):
+    from edgesync.agent import open_store
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[node]\nname="EDGE01"\nlocation="LON"\nrole="edge"\nfarm="a"\ndata_dir="d"\n'
+        '[peers.MASTER01]\nurl="local:m.toml"\nrole="master"\npush=true\n'
+    )
+    with pytest.raises(ConfigError, match="peers.MASTER01.push = true: edges push only"):
+        open_store(path)
 
 
 @pytest.mark.parametrize(
@@ -45,6 +58,18 @@ def test_a_good_config_parses_with_defaults():
         ({**GOOD, "tables": {"pages": {"columns": ["id"]}}}, "tables.pages.columns = 'id'"),
         ({**GOOD, "tables": {"pages": {"columns": ["a"], "slug": ["b"]}}}, "tables.pages.slug"),
         ({"tables": {}}, "[node] section is missing"),
+        (with_node(idle_timeout_s=0), "node.idle_timeout_s = 0"),
+        (with_node(session_timeout_s="1h"), "node.session_timeout_s = '1h'"),
+        (with_node(connect_timeout_s=True), "node.connect_timeout_s = True"),
+        (
+            {
+                **GOOD,
+                "peers": {
+                    "EDGE02": {"url": "local:x", "role": "edge", "farm": "lon-a", "push": "yes"}
+                },
+            },
+            "peers.EDGE02.push = 'yes'",
+        ),
     ],
 )
 def test_an_invalid_config_names_the_key_and_the_value(doc, named):

@@ -123,6 +123,28 @@ class Fleet:
             raise AssertionError(f"{host}: {' '.join(cmd)}: {res.stderr}")
         return res
 
+    def edited_inventory(
+        self, where: Path, *, drop: str | None = None, untrust: tuple[str, str] | None = None
+    ) -> Path:
+        """A copy of the fleet's inventory in ``where``: without host ``drop``,
+        and with ``untrust`` = (node host, name) taken off that node's trusted list."""
+        inventory = where / "inventory"
+        shutil.copytree(self.inventory, inventory)
+        hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
+
+        def groups(tree):  # every group's hosts, however deep
+            for group in tree.get("children", {}).values():
+                yield group.get("hosts", {})
+                yield from groups(group)
+
+        for members in groups(hosts["all"]):
+            members.pop(drop, None)
+            if untrust and untrust[0] in members:
+                spec = members[untrust[0]]
+                spec["edgesync_trusted"] = [t for t in spec["edgesync_trusted"] if t != untrust[1]]
+        (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+        return inventory
+
     def agent_json(self, host: str, *args: str):
         return json.loads(self.agent(host, *args).stdout)
 

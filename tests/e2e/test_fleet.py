@@ -8,11 +8,9 @@ take a host off a trusted list, take a host out of the inventory (its key with i
 from __future__ import annotations
 
 import json
-import shutil
 import time
 
 import pytest
-import yaml
 from conftest import report
 from runner_events import failures
 
@@ -149,12 +147,7 @@ def test_the_timers_alone_carry_a_write_to_the_master_within_one_interval(built,
 
 def test_a_host_removed_from_a_trusted_list_can_no_longer_connect(built, fleet, tmp_path):
     assert fleet.agent_json("edge02", "pull", "NODE01", "--json")["peer"] == "NODE01"
-    inventory = tmp_path / "inventory"
-    shutil.copytree(fleet.inventory, inventory)
-    hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
-    node01 = hosts["all"]["children"]["nodes"]["hosts"]["node01"]
-    node01["edgesync_trusted"] = [t for t in node01["edgesync_trusted"] if t != "EDGE02"]
-    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    inventory = fleet.edited_inventory(tmp_path, untrust=("node01", "EDGE02"))
     try:
         run = fleet.playbook("site.yml", inventory=inventory)
         assert run.rc == 0, failures(run)
@@ -221,13 +214,7 @@ def test_a_host_removed_from_the_inventory_has_its_later_changes_refused(built, 
     kept = fleet.agent_json("edge02", "put", "pages", "--data", '{"title": "edge02 before"}')
     before = push_as(fleet, "master01", "NODE01", [last_own_body(fleet, "edge02", "EDGE02")])
     assert before["rc"] == 0, before
-    inventory = tmp_path / "inventory"
-    shutil.copytree(fleet.inventory, inventory)
-    hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
-    del hosts["all"]["children"]["edges"]["children"]["farm_lon_a"]["hosts"]["edge02"]
-    node01 = hosts["all"]["children"]["nodes"]["hosts"]["node01"]
-    node01["edgesync_trusted"] = [t for t in node01["edgesync_trusted"] if t != "EDGE02"]
-    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    inventory = fleet.edited_inventory(tmp_path, drop="edge02", untrust=("node01", "EDGE02"))
     try:
         run = fleet.playbook("site.yml", inventory=inventory)
         assert run.rc == 0, failures(run)

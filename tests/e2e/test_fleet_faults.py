@@ -10,13 +10,11 @@ Runs after test_fleet.py, on the same fleet.
 from __future__ import annotations
 
 import random
-import shutil
 import subprocess
 import textwrap
 import time
 
 import pytest
-import yaml
 from conftest import PROJECT
 from runner_events import failures
 
@@ -309,13 +307,7 @@ def test_the_master_restarted_mid_push(chaos, fleet):
 
 def test_a_nodes_key_removed_from_the_inventory_then_site_yml(chaos, fleet, tmp_path):
     chaos.start_writers("revoke")
-    inventory = tmp_path / "inventory"
-    shutil.copytree(fleet.inventory, inventory)
-    hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
-    del hosts["all"]["children"]["nodes"]["hosts"]["node02"]
-    node01 = hosts["all"]["children"]["nodes"]["hosts"]["node01"]
-    node01["edgesync_trusted"] = [t for t in node01["edgesync_trusted"] if t != "NODE02"]
-    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    inventory = fleet.edited_inventory(tmp_path, drop="node02", untrust=("node01", "NODE02"))
     try:
         run = fleet.playbook("site.yml", inventory=inventory)
         assert run.rc == 0, failures(run)

@@ -10,6 +10,7 @@ from pathlib import Path
 from edgesync import localfleet
 from edgesync.agent import open_store
 from edgesync.changes import encode
+from edgesync.localsshd import keygen
 from edgesync.signing import sign_body
 from edgesync.store import Store
 
@@ -58,6 +59,21 @@ class Farm:
 
     def put(self, name: str, **data) -> dict:
         return self.store(name).put("pages", data)
+
+    def over_ssh(self, sshd, caller: str, callee: str, command: str | None = None) -> str:
+        """``caller`` reaches ``callee`` through the real ``sshd``, as the trust
+        role sets it up: ``caller``'s own key, the sshd's host key pinned, and
+        the key's forced command ``callee``'s serve (or ``command``); ``caller``'s
+        config points its ``callee`` peer at the sshd. Returns the public key."""
+        home = self.root / caller.lower()
+        key = keygen(home / "id_ed25519")
+        (home / "known_hosts").write_text(sshd.known_hosts_line())
+        serve = f"--config {self.config_path(callee)} serve --stdio --peer {caller}"
+        sshd.authorize(key, command or f"{sys.executable} -m edgesync {serve}")
+        cfg = self.config_path(caller)
+        local = f'url = "local:{self.config_path(callee).name}"'
+        cfg.write_text(cfg.read_text().replace(local, f'url = "ssh://root@127.0.0.1:{sshd.port}"'))
+        return key
 
     def digests(self) -> dict[str, str]:
         return {name: self.store(name).digest() for name in self.nodes}

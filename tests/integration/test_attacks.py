@@ -12,14 +12,12 @@ import json
 import shutil
 import sqlite3
 import subprocess
-import sys
 
 import pytest
 from farm import Farm, resign
 
 from edgesync import hlc
 from edgesync.changes import encode
-from edgesync.localsshd import LocalSshd, keygen
 from edgesync.signing import GENESIS, Signer, b64, sign_body
 
 FLEET = {
@@ -37,25 +35,13 @@ ROUND = [
 
 
 @pytest.fixture
-def fleet(tmp_path, redis_server):
+def fleet(tmp_path, redis_server, sshd):
     redis_server.client().flushall()
-    try:
-        sshd = LocalSshd(tmp_path / "sshd").start()
-    except RuntimeError as exc:
-        pytest.fail(f"{exc}: run the README's test command")
     f = Farm(tmp_path, redis_server.url, FLEET)
-    key = keygen(tmp_path / "edge01" / "id_ed25519")
-    (tmp_path / "edge01" / "known_hosts").write_text(sshd.known_hosts_line())
-    # EDGE02 lets EDGE01 in, as the trust role does for farm peers.
-    sshd.authorize(
-        key,
-        f"{sys.executable} -m edgesync --config {f.config_path('EDGE02')} serve --stdio "
-        "--peer EDGE01",
-    )
+    f.over_ssh(sshd, "EDGE01", "EDGE02")  # EDGE02 lets EDGE01 in, as for farm peers
     f.sshd = sshd
     yield f
     f.close()
-    sshd.stop()
 
 
 def frame(obj) -> bytes:

@@ -13,36 +13,21 @@ import subprocess
 import sys
 
 import pytest
-from farm import Farm
 
 from edgesync import hlc
-from edgesync.localsshd import LocalSshd, keygen
 
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 PAIR = {"EDGE01": ("edge", "a", ()), "EDGE02": ("edge", "a", ())}
 
 
 @pytest.fixture
-def pair(tmp_path, redis_server):
+def pair(make_farm, sshd):
     """EDGE01 pushes to EDGE02 over a real sshd (started with the true time)."""
     if not os.path.exists(FAKETIME):
         pytest.fail("libfaketime is not installed: run the README's test command")
-    redis_server.client().flushall()
-    try:
-        sshd = LocalSshd(tmp_path / "sshd").start()
-    except RuntimeError as exc:
-        pytest.fail(f"{exc}: run the README's test command")
-    farm = Farm(tmp_path, redis_server.url, PAIR)
-    key = keygen(tmp_path / "edge01" / "id_ed25519")
-    (tmp_path / "edge01" / "known_hosts").write_text(sshd.known_hosts_line())
-    sshd.authorize(key, f"{sys.executable} -m edgesync --config {farm.config_path('EDGE02')} "
-                        "serve --stdio --peer EDGE01")  # fmt: skip
-    cfg = farm.config_path("EDGE01")
-    cfg.write_text(cfg.read_text().replace(
-        'url = "local:edge02.toml"', f'url = "ssh://root@127.0.0.1:{sshd.port}"'))  # fmt: skip
-    yield farm
-    farm.close()
-    sshd.stop()
+    farm = make_farm(PAIR)
+    farm.over_ssh(sshd, "EDGE01", "EDGE02")
+    return farm
 
 
 def edge01(farm, *args: str, fast: bool = False) -> subprocess.CompletedProcess:

@@ -22,7 +22,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgesync import cli, hlc, protocol, topology
-from edgesync.localsshd import LocalSshd, keygen
 
 PAIR = {"EDGE01": ("edge", "a", ()), "EDGE02": ("edge", "a", ())}
 
@@ -64,11 +63,8 @@ def run_main(argv: list[str], stdin: bytes) -> tuple[int, str, bytes]:
 
 
 @pytest.fixture
-def pair(tmp_path, redis_server):
-    redis_server.client().flushall()
-    farm = Farm(tmp_path, redis_server.url, PAIR)
-    yield farm
-    farm.close()
+def pair(make_farm):
+    return make_farm(PAIR)
 
 
 # -- bad input to put ----------------------------------------------------------
@@ -314,30 +310,14 @@ TRICKLE = textwrap.dedent("""
 
 
 @pytest.fixture
-def stalling(tmp_path, redis_server):
-    """EDGE01 reaches EDGE02 over a real sshd whose forced command is a script."""
-    redis_server.client().flushall()
-    try:
-        sshd = LocalSshd(tmp_path / "sshd").start()
-    except RuntimeError as exc:
-        pytest.fail(f"{exc}: run the README's test command")
-    farm = Farm(tmp_path, redis_server.url, PAIR, connect_timeout_s=2, idle_timeout_s=2,
-                session_timeout_s=4)  # fmt: skip
-    key = keygen(tmp_path / "edge01" / "id_ed25519")
-    (tmp_path / "edge01" / "known_hosts").write_text(sshd.known_hosts_line())
-    cfg = farm.config_path("EDGE01")
-    cfg.write_text(cfg.read_text().replace(
-        'url = "local:edge02.toml"', f'url = "ssh://root@127.0.0.1:{sshd.port}"'))  # fmt: skip
-
-    def peer(script: str) -> None:
-        path = tmp_path / "peer.py"
-        path.write_text(script)
-        sshd.authorize(key, f"{sys.executable} {path}")
-
-    farm.peer = peer
-    yield farm
-    farm.close()
-    sshd.stop()
+def stalling(tmp_path, make_farm, sshd):
+    """EDGE01 reaches EDGE02 over a real sshd whose forced command is a script
+    (``stalling.peer(SCRIPT)`` writes it)."""
+    farm = make_farm(PAIR, connect_timeout_s=2, idle_timeout_s=2, session_timeout_s=4)
+    script = tmp_path / "peer.py"
+    farm.over_ssh(sshd, "EDGE01", "EDGE02", command=f"{sys.executable} {script}")
+    farm.peer = script.write_text
+    return farm
 
 
 @pytest.mark.parametrize(

@@ -4,23 +4,12 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import time
 
 import pytest
 from farm import Farm
 
-from edgesync.localsshd import LocalSshd, keygen
-
-
-@pytest.fixture
-def sshd(tmp_path):
-    try:
-        server = LocalSshd(tmp_path / "sshd").start()
-    except RuntimeError as exc:
-        pytest.fail(f"{exc}: run the README's test command")
-    yield server
-    server.stop()
+from edgesync.localsshd import keygen
 
 
 @pytest.fixture
@@ -29,17 +18,7 @@ def pair(tmp_path, redis_server, sshd):
     redis_server.client().flushall()
     farm = Farm(tmp_path, redis_server.url,
                 {"MASTER01": ("master", None, ()), "EDGE01": ("edge", "a", ())})  # fmt: skip
-    edge_dir = tmp_path / "edge01"
-    edge_key = keygen(edge_dir / "id_ed25519")
-    (edge_dir / "known_hosts").write_text(sshd.known_hosts_line())
-    forced = (
-        f"{sys.executable} -m edgesync --config {farm.config_path('MASTER01')} "
-        "serve --stdio --peer EDGE01"
-    )
-    sshd.authorize(edge_key, forced)
-    cfg = farm.config_path("EDGE01")
-    cfg.write_text(cfg.read_text().replace(
-        'url = "local:master01.toml"', f'url = "ssh://root@127.0.0.1:{sshd.port}"'))  # fmt: skip
+    farm.over_ssh(sshd, "EDGE01", "MASTER01")
     farm.ssh_port = sshd.port
     yield farm
     farm.close()

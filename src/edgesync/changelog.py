@@ -87,16 +87,6 @@ class ChangeLog:
     def set_clock(self, stamp: str, own_seq: int) -> None:
         self.db.execute("UPDATE _clock SET stamp = ?, own_seq = ?", (stamp, own_seq))
 
-    def newest_stamp_not_of(self, node: str) -> str | None:
-        """The newest clock stamp in the log made by any node but ``node`` (a
-        scan of the whole log: for the rare moment a clock is set right)."""
-        row = self.db.execute(
-            "SELECT max(json_extract(body, '$.h')) FROM _changes"
-            " WHERE json_extract(body, '$.h') NOT LIKE ?",
-            (f"%.{node}",),
-        ).fetchone()
-        return row[0]
-
     def set_stamp(self, stamp: str) -> None:
         self.db.execute("UPDATE _clock SET stamp = ?", (stamp,))
 

@@ -2,20 +2,23 @@
 
 Exit codes: 0 ok, 1 not found, 2 bad input or config, 3 refused (policy, or
 a change that does not prove its origin), 4 sync failure (peer, network,
-deadline, Redis gone mid-session), 5 local storage full, unwritable or damaged.
+deadline, Redis gone mid-session, the output closed), 5 local storage full,
+unwritable, damaged, or locked by another process past SQLite's wait.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
+import os
 import re
 import sqlite3
 import sys
 
 from . import __version__, agent
-from .errors import BadInput, EdgesyncError, StorageError
+from .errors import BadInput, EdgesyncError, StorageError, SyncError
 from .signing import public_text
 from .store import Store
 from .sync import serve, sync
@@ -214,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
                 _opened.pop().close()
     except EdgesyncError as exc:
         return _fail(exc)
+    except BrokenPipeError:  # whoever read our output went away
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return _fail(SyncError("output closed before it was all written (broken pipe)"))
     except (sqlite3.OperationalError, sqlite3.DatabaseError, OSError) as exc:
         storage = _storage_error(exc)
         if storage is None:
@@ -224,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # Environmental faults of the local disk: each is exit 5, never a traceback.
-_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES}
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES,
+                   errno.EEXIST, errno.ENOTDIR, errno.EISDIR}  # fmt: skip
 
 
 def _storage_error(exc: Exception) -> StorageError | None:

@@ -14,7 +14,8 @@ durability = "normal"      # normal: survives a crash of the agent (WAL,
                            #   loss (an fsync per commit, about half the rate)
 trusted = ["MASTER01", "NODE02"]  # nodes only: the peers this node may sync with,
                            #   and the only callers (besides masters) it accepts
-max_clock_skew_ms = 300000 # a peer whose clock is further ahead is refused
+max_clock_skew_ms = 300000 # a peer whose clock is further ahead is refused (>= 1000;
+                           #   a node whose own stamps are further ahead heals)
 batch_size = 1000          # changes per sync batch
 connect_timeout_s = 10     # a sync session's deadlines (seconds; deadlines.py): until
 idle_timeout_s = 60        #   the peer first answers; any one read or write blocked
@@ -55,6 +56,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlparse
 
 from .errors import ConfigError
 from .ids import LOCATION_RE, NODE_NAME_RE
@@ -184,6 +186,8 @@ def parse(data: dict, path: Path | None = None) -> Config:
     redis_url = _str(node, "redis_url", "node", required=False) or "redis://127.0.0.1:6379/0"
     if not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise _fail("node.redis_url", redis_url, "must start with redis://, rediss:// or unix://")
+    if not _has_valid_port(redis_url):
+        raise _fail("node.redis_url", redis_url, "the port must be a number from 1 to 65535")
     max_value = node.get("max_value_bytes", DEFAULT_MAX_VALUE_BYTES)
     if not isinstance(max_value, int) or isinstance(max_value, bool) or max_value < 1:
         raise _fail("node.max_value_bytes", max_value, "must be a positive integer")
@@ -199,8 +203,10 @@ def parse(data: dict, path: Path | None = None) -> Config:
     if trusted and role != "node":
         raise _fail("node.trusted", trusted, "only nodes (role = node) have a trusted list")
     skew = node.get("max_clock_skew_ms", 300_000)
-    if not isinstance(skew, int) or isinstance(skew, bool) or skew < 0:
-        raise _fail("node.max_clock_skew_ms", skew, "must be a non-negative integer")
+    if not isinstance(skew, int) or isinstance(skew, bool) or skew < 1000:
+        # Below a second, a clock's ordinary corrections would count as set back
+        # (each starts a new incarnation: Store.heal_clock).
+        raise _fail("node.max_clock_skew_ms", skew, "must be an integer of at least 1000")
     batch_size = node.get("batch_size", 1000)
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or not batch_size >= 1:
         raise _fail("node.batch_size", batch_size, "must be a positive integer")
@@ -244,6 +250,8 @@ def parse(data: dict, path: Path | None = None) -> Config:
         url = _str(spec, "url", where)
         if not url.startswith(("ssh://", "local:")):
             raise _fail(f"{where}.url", url, "must start with ssh:// or local:")
+        if url.startswith("ssh://") and (not _has_valid_port(url) or not urlparse(url).hostname):
+            raise _fail(f"{where}.url", url, "expected ssh://user@host[:port], port 1 to 65535")
         prole = _str(spec, "role", where)
         if prole not in ROLES:
             raise _fail(f"{where}.role", prole, "must be one of master, node, edge")
@@ -315,6 +323,14 @@ def parse(data: dict, path: Path | None = None) -> Config:
     )
 
 
+def _has_valid_port(url: str) -> bool:
+    try:
+        port = urlparse(url).port
+    except ValueError:  # not a number, or out of range
+        return False
+    return port is None or port > 0
+
+
 def load(path: str | os.PathLike | None = None) -> Config:
     """Load the config from ``path``, or from ``EDGESYNC_CONFIG``."""
     if path is None:
@@ -327,7 +343,9 @@ def load(path: str | os.PathLike | None = None) -> Config:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {p}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except OSError as exc:  # a directory, unreadable, ...
+        raise ConfigError(f"config file {p} cannot be read: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"invalid config {p}: not valid TOML: {exc}") from None
     return parse(data, p.resolve())
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -57,6 +58,11 @@ def q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+# Seconds a write waits for another process's transaction before it fails
+# ("database is locked": exit 5).
+LOCK_WAIT = 60.0
+
+
 class Database:
     """The node's SQLite connection (WAL) and its schema."""
 
@@ -73,7 +79,9 @@ class Database:
         self.execute("PRAGMA journal_mode=WAL")
         sync = "FULL" if config.durability == "full" else "NORMAL"
         self.execute(f"PRAGMA synchronous={sync}")
-        self.execute("PRAGMA busy_timeout=60000")
+        # A write waits for another process's transaction LOCK_WAIT seconds in
+        # all, a second at a time inside SQLite (see transaction()).
+        self.execute("PRAGMA busy_timeout=1000")
         self.execute("PRAGMA cache_size=-16000")
         # Checkpoints every 1,000 pages (the default) cost a third of the write rate.
         self.execute("PRAGMA wal_autocheckpoint=20000")
@@ -83,8 +91,18 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT; rolls back on any error."""
-        self.execute("BEGIN IMMEDIATE")
+        """BEGIN IMMEDIATE … COMMIT; rolls back on any error.
+
+        Waiting for another process's write lock returns to Python every second,
+        so a session's deadline (a signal, deadlines.py) can end the wait."""
+        waited_until = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                self.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= waited_until:
+                    raise
         try:
             yield self.conn
         except BaseException:

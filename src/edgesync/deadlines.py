@@ -146,13 +146,17 @@ class interrupting:
     the main thread with SIGALRM, whose handler ends the session (SyncError).
     Use as a context manager in the process's main thread."""
 
-    def __init__(self, peer: str, limits: Limits):
+    def __init__(self, peer: str, limits: Limits, interrupt: Callable[[], None] = lambda: None):
+        """``interrupt`` stops the main thread's SQLite call (a lock wait holds
+        it in C, where no signal handler runs) before the signal is sent."""
+        self.interrupt = interrupt
         self.watchdog = Watchdog(peer, limits, self._signal)
         self._main = threading.main_thread().ident
         self._previous = None
         self._armed = False
 
     def _signal(self) -> None:
+        self.interrupt()
         signal.pthread_kill(self._main, signal.SIGALRM)
 
     def _handler(self, _signum, _frame) -> None:
@@ -171,6 +175,8 @@ class interrupting:
         self._armed = False
         self.watchdog.close()  # joined: no signal comes after this
         signal.signal(signal.SIGALRM, self._previous)
-        if exc_type is _Expired:
+        if exc_type is not None and self.watchdog.reason is not None:
+            # Whatever broke once a limit had passed (the signal, an interrupted
+            # SQLite call, a closed pipe) broke because of it.
             raise self.watchdog.error() from None
         return False

@@ -76,15 +76,16 @@ def start(
     log: ChangeLog,
     signer: Signer,
     node: str,
-    restamp: tuple[int, str | None] | None = None,
+    restamp: int | None = None,
 ) -> tuple[list[Entry], set[tuple[str, str]]]:
     """Start a new incarnation inside the open transaction; returns the new log
     entries (the old origin's unconfirmed changes, made again) and the records
     (table, id) of those made again with a new stamp.
 
-    ``restamp`` is (now_ms, floor): a change stamped after ``now_ms`` is made
-    again stamped after both ``now_ms`` and ``floor`` (the newest stamp seen
-    from others); the others keep theirs."""
+    ``restamp`` is now_ms: a change stamped after it is made again stamped after
+    both it and every stamp that stays in the log (others' and this node's own
+    confirmed ones), so it still wins over all it was made after; the others
+    keep theirs. The clock goes on from there."""
     old, _head, confirmed = log.signing_state()
     rows = db.execute(
         "SELECT o.seq, c.body FROM _own o JOIN _changes c ON c.seq = o.seq"
@@ -115,12 +116,13 @@ def start(
     entries = []
     touched: set[tuple[str, str]] = set()
     prev = GENESIS
-    stamp = restamp[1] if restamp else None
-    for n, (_seq, body) in enumerate(rows, 1):
-        was = json.loads(body)
+    olds = [(seq, json.loads(body)) for seq, body in rows]
+    later = {seq for seq, was in olds if restamp is not None and hlc.decode(was["h"])[0] > restamp}
+    stamp = _newest_stamp(db, later) if later else None
+    for n, (_seq, was) in enumerate(olds, 1):
         change = {"o": origin, "n": n, **{k: was[k] for k in "htikd"}}
-        if restamp and hlc.decode(was["h"])[0] > restamp[0]:
-            stamp = change["h"] = hlc.tick(stamp, node, restamp[0])
+        if _seq in later:
+            stamp = change["h"] = hlc.tick(stamp, node, restamp)
             touched.add((was["t"], was["i"]))
         signed, value = sign_body(signer, prev, encode(change))
         prev = b64(value)
@@ -128,6 +130,17 @@ def start(
     # Only now, so the new entries are logged after every old position.
     db.executemany("DELETE FROM _changes WHERE seq = ?", [(seq,) for seq, _b in rows])
     db.execute("UPDATE _clock SET own_seq = ?", (len(rows),))
-    if restamp:
-        db.execute("UPDATE _clock SET stamp = ?", (hlc.later(stamp, restamp[1]),))
+    if later:
+        db.execute("UPDATE _clock SET stamp = ?", (stamp,))
     return entries, touched
+
+
+def _newest_stamp(db: Database, leaving: set[int]) -> str | None:
+    """The newest clock stamp in the log but those of ``leaving`` (log
+    positions about to be made again): a scan of the whole log, for the rare
+    moment a clock is set right."""
+    newest = None
+    for seq, stamp in db.execute("SELECT seq, json_extract(body, '$.h') FROM _changes"):
+        if seq not in leaving and (newest is None or stamp > newest):
+            newest = stamp
+    return newest

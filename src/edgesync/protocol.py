@@ -53,7 +53,9 @@ MAX_FRAME = MAX_BATCH_BYTES + 64 * 1024
 # data) and a few for the envelope. Counted before the frame is parsed.
 MAX_CONTAINERS = 2 * MAX_BATCH_CHANGES + 64
 _HEADER = struct.Struct(">I")
-_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A JSON string (one left open runs to the end, so a hostile unterminated one
+# costs one linear pass, not one per quote).
+_STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 
 
 class ProtocolError(SyncError):
@@ -127,13 +129,20 @@ def read_frame(inp: BinaryIO, expect: tuple[str, ...] | None = None) -> dict:
     return message
 
 
+def containers(data: bytes, limit: int) -> int:
+    """How many JSON objects and arrays ``data`` opens, counted without
+    parsing it; exact when above ``limit`` (braces inside strings are text)."""
+    found = data.count(b"{") + data.count(b"[")
+    if found <= limit:
+        return found  # the usual case, counted at memory speed
+    outside = _STRINGS.sub(b"", data)
+    return outside.count(b"{") + outside.count(b"[")
+
+
 def _check_containers(data: bytes) -> None:
     """Refuse a frame of more JSON objects and arrays than a batch can hold,
     before parsing it: parsed, each costs a receiver 50 times its bytes."""
-    if data.count(b"{") + data.count(b"[") <= MAX_CONTAINERS:
-        return  # the usual case, counted at memory speed
-    outside = _STRINGS.sub(b"", data)  # braces inside strings are text
-    found = outside.count(b"{") + outside.count(b"[")
+    found = containers(data, MAX_CONTAINERS)
     if found > MAX_CONTAINERS:
         raise BadFrame(f"oversized frame: {found} JSON objects and arrays (limit {MAX_CONTAINERS})")
 

@@ -28,7 +28,7 @@ from .errors import BadInput, NotFound
 from .ids import new_id
 from .merge import ApplyResult, Merger
 from .outbox import Outbox
-from .protocol import MAX_BATCH_BYTES, body_bytes
+from .protocol import MAX_BATCH_BYTES, body_bytes, containers
 from .relay import Relay
 from .signing import (
     KeyRing,
@@ -251,7 +251,9 @@ class Store:
         change held, as sent}), start a new incarnation if it proves this database
         went back in time. Returns True when it did."""
         head = heads.get(self.log.origin()) if isinstance(heads, dict) else None
-        if not isinstance(head, str):
+        if not isinstance(head, str) or len(head) > MAX_BATCH_BYTES:
+            return False
+        if containers(head.encode(errors="replace"), 2) > 2:  # one change: it and its data
             return False
         with self.transaction():
             if not incarnation.diverged(self.log, self.log.clock()[1], head, self.signer):
@@ -278,15 +280,15 @@ class Store:
         future-stamped changes again, stamped now, and merge the records they
         touched again from the log. Returns True when it did. Runs before every
         local write and every sync session."""
-        last = self.log.clock()[0]
-        now = hlc.wall_ms()
-        if last is None or hlc.decode(last)[0] <= now + self.config.max_clock_skew_ms:
+        if not self._clock_set_back(self.log.clock()[0]):
             return False
         with self.transaction():
-            old = self.log.origin()
-            floor = self.log.newest_stamp_not_of(self.config.name)
+            last = self.log.clock()[0]
+            if not self._clock_set_back(last):  # another process healed it meanwhile
+                return False
+            old, now = self.log.origin(), hlc.wall_ms()
             entries, touched = incarnation.start(
-                self.db, self.log, self.signer, self.config.name, restamp=(now, floor)
+                self.db, self.log, self.signer, self.config.name, restamp=now
             )
             self._entries += entries
             self._restarted = True
@@ -297,6 +299,11 @@ class Store:
             f"{self.log.origin()} (was {old}), stamped now"
         )
         return True
+
+    def _clock_set_back(self, last: str | None) -> bool:
+        return last is not None and (
+            hlc.decode(last)[0] > hlc.wall_ms() + self.config.max_clock_skew_ms
+        )
 
     # -- reads --------------------------------------------------------------------
 
@@ -350,6 +357,11 @@ class Store:
 
     def record_refusal(self, peer: str, action: str, rule: str) -> None:
         refusals.record(self.db, peer, action, rule)
+
+    def interrupt(self) -> None:
+        """Stop whatever SQLite is doing or waiting for (a lock) in this store's
+        connection, from another thread: a session's deadline has passed."""
+        self.db.conn.interrupt()
 
     def flush(self) -> None:
         """Wait until every committed change is on Redis (or its gap recorded)."""

@@ -71,7 +71,7 @@ def sync(store: Store, peer_name: str, action: str, dry_run: bool = False) -> di
     if not decision:
         raise Refused(f"refused: {decision.rule}")
     healed = store.heal_clock()
-    conn = Connection(config, config.peers[peer_name])
+    conn = Connection(config, config.peers[peer_name], store.interrupt)
     report = {"peer": peer_name, "direction": action, "sent": 0, "received": 0, "applied": 0,
               "conflicts": 0, "skipped": 0, "batches": 0}  # fmt: skip
     try:
@@ -102,7 +102,7 @@ def sync(store: Store, peer_name: str, action: str, dry_run: bool = False) -> di
             if not isinstance(reply.get("log"), str):
                 raise BadFrame("malformed frame: welcome to a pull without a log id")
             store.restart_pull(peer_name, reply["log"])
-        skew = reply.get("clock", 0) - hlc.wall_ms()
+        skew = _count(reply, "clock", default=0) - hlc.wall_ms()
         if skew > config.max_clock_skew_ms:
             raise Refused(
                 f"refused: {peer_name}'s clock is {skew} ms ahead of ours "
@@ -119,7 +119,7 @@ def sync(store: Store, peer_name: str, action: str, dry_run: bool = False) -> di
             _push(store, peer_name, conn, _held(reply.get("held") or {}), report)
         elif dry_run:
             done = read_frame(conn.reader, ("done",))
-            report["would_receive"] = int(done.get("count", 0))
+            report["would_receive"] = _count(done, "count", default=0)
         else:
             try:
                 _pull(store, peer_name, conn, report)
@@ -134,6 +134,12 @@ def sync(store: Store, peer_name: str, action: str, dry_run: bool = False) -> di
         raise SyncError(
             f"sync with {peer_name} failed: redis unavailable mid-session: {exc}"
         ) from None
+    except Exception:
+        # Past a deadline, whatever broke (an interrupted SQLite call) broke by it.
+        late = conn.watchdog.error()
+        if late is not None:
+            raise late from None
+        raise
     finally:
         conn.close()
     report["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
@@ -168,7 +174,7 @@ def _push(store: Store, peer: str, conn: Connection, held: dict, report: dict) -
             report["sent"] += len(bodies)
             report["batches"] += 1
             for key in ("applied", "conflicts", "skipped"):
-                report[key] += int(ack.get(key, 0))
+                report[key] += _count(ack, key, default=0)
         store.set_cursor(peer, "push", last)
         if feed:
             feed.ack_through(last)
@@ -180,10 +186,22 @@ def _push(store: Store, peer: str, conn: Connection, held: dict, report: dict) -
         store.relay.trim()
 
 
+def _count(msg: dict, key: str, default: int | None = None) -> int:
+    """A peer's count, sequence or clock field: an integer from 0 to MAX_SEQ."""
+    value = msg.get(key, default)
+    if type(value) is not int or not 0 <= value <= MAX_SEQ:
+        raise BadFrame(f"malformed frame: {key} is not a number from 0 to {MAX_SEQ}")
+    return value
+
+
 def _at(msg: dict) -> list | None:
     at = msg.get("at")
     if at is None or (
-        isinstance(at, list) and len(at) == 2 and type(at[0]) is str and type(at[1]) is int
+        isinstance(at, list)
+        and len(at) == 2
+        and type(at[0]) is str
+        and type(at[1]) is int
+        and 0 <= at[1] <= MAX_SEQ
     ):
         return at
     raise BadFrame("malformed frame: at is not [origin, n]")
@@ -192,14 +210,12 @@ def _at(msg: dict) -> list | None:
 def _pull(store: Store, peer: str, conn: Connection, report: dict) -> None:
     while True:
         msg = read_frame(conn.reader, ("batch", "done"))
-        last = msg.get("last")
         if msg["t"] == "done":
-            if isinstance(last, int):  # the rest of the peer's log is held here
-                store.set_pull_cursor(peer, last, _at(msg))
+            if msg.get("last") is not None:  # the rest of the peer's log is held here
+                store.set_pull_cursor(peer, _count(msg, "last"), _at(msg))
             return
         changes = msg.get("changes")
-        if not isinstance(last, int):
-            raise BadFrame("malformed frame: batch without a last sequence")
+        last = _count(msg, "last")
         check_stamps(changes, store.config.max_clock_skew_ms)
         result = store.apply_changes(changes, cursor=(peer, "pull", last), at=_at(msg))
         report["received"] += len(changes)
@@ -217,8 +233,11 @@ def serve(store: Store, peer_name: str, inp: BinaryIO, out: BinaryIO) -> int:
     """Serve one session for ``peer_name`` (named by the SSH key's forced
     command or by the local transport, never by the caller's own words), under
     the session's deadlines."""
-    with interrupting(peer_name, Limits.of(store.config)) as watchdog:
-        return _serve(store, peer_name, watchdog.stream(inp), watchdog.stream(out))
+    with interrupting(peer_name, Limits.of(store.config), store.interrupt) as watchdog:
+        try:
+            return _serve(store, peer_name, watchdog.stream(inp), watchdog.stream(out))
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            raise SyncError(f"session with {peer_name} broke: {exc.strerror}") from None
 
 
 def _serve(store: Store, peer_name: str, inp: BinaryIO, out: BinaryIO) -> int:
@@ -236,7 +255,8 @@ def _serve(store: Store, peer_name: str, inp: BinaryIO, out: BinaryIO) -> int:
     decision = policy.may_accept(policy.me_of(config), action, policy.peer_of(config, peer_name))
     rule = None if decision else decision.rule
     if rule is None and hello.get("node") != peer_name:
-        rule = f"the caller says it is {hello.get('node')!r} but its key is {peer_name}'s"
+        said = repr(hello.get("node"))[:60]
+        rule = f"the caller says it is {said} but its key is {peer_name}'s"
     clock = hello.get("clock")
     skew = (clock - hlc.wall_ms()) if isinstance(clock, int) else 0
     if rule is None and skew > config.max_clock_skew_ms:

@@ -14,6 +14,8 @@ import contextlib
 import math
 import subprocess
 import sys
+import threading
+from collections import deque
 from urllib.parse import urlparse
 
 from .config import Config, Peer
@@ -46,7 +48,9 @@ def command(config: Config, peer: Peer) -> list[str]:
 
 
 class Connection:
-    def __init__(self, config: Config, peer: Peer):
+    def __init__(self, config: Config, peer: Peer, interrupt=lambda: None):
+        """``interrupt`` stops the caller's own work when a deadline passes
+        (the store's SQLite call, which may be waiting on a lock)."""
         self.argv = command(config, peer)
         self.limits = Limits.of(config)
         self.proc = subprocess.Popen(
@@ -56,17 +60,27 @@ class Connection:
             stderr=subprocess.PIPE,
             bufsize=1 << 20,
         )
-        self.watchdog = Watchdog(peer.name, self.limits, self.proc.kill)
+        self.watchdog = Watchdog(peer.name, self.limits, lambda: (self.proc.kill(), interrupt()))
         self.reader = self.watchdog.stream(self.proc.stdout)
         self.writer = self.watchdog.stream(self.proc.stdin)
+        # The far side's stderr, read as it comes (a chatty peer never blocks on
+        # a full pipe); its last lines explain a broken session.
+        self._said: deque[str] = deque(maxlen=20)
+        self._stderr = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr.start()
+
+    def _read_stderr(self) -> None:
+        for line in self.proc.stderr:
+            self._said.append(line.decode(errors="replace").rstrip())
 
     def stderr_tail(self) -> str:
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             return ""
-        err = self.proc.stderr.read().decode(errors="replace").strip()
-        return err.splitlines()[-1] if err else ""
+        self._stderr.join(5)
+        said = [line for line in self._said if line.strip()]
+        return said[-1].strip() if said else ""
 
     def failure(self, peer: str, exc: Exception) -> EdgesyncError:
         """What a broken session means, from the far side's last words on stderr:
@@ -92,4 +106,5 @@ class Connection:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self._stderr.join(5)
         self.proc.stderr.close()

@@ -30,18 +30,18 @@ def pair(make_farm, sshd):
     return farm
 
 
-def edge01(farm, *args: str, fast: bool = False) -> subprocess.CompletedProcess:
-    """EDGE01's CLI; ``fast``: with its clock 10 minutes ahead."""
+def edge01(farm, *args: str, fast: bool | str = False) -> subprocess.CompletedProcess:
+    """EDGE01's CLI; ``fast``: with its clock 10 minutes (or ``fast``) ahead."""
     env = {**os.environ}
     if fast:
-        env |= {"LD_PRELOAD": FAKETIME, "FAKETIME": "+10m"}
+        env |= {"LD_PRELOAD": FAKETIME, "FAKETIME": "+10m" if fast is True else fast}
     return subprocess.run(
         [sys.executable, "-m", "edgesync", "--config", str(farm.config_path("EDGE01")), *args],
         capture_output=True, text=True, timeout=120, env=env,
     )  # fmt: skip
 
 
-def put(farm, data: dict, fast: bool = False) -> dict:
+def put(farm, data: dict, fast: bool | str = False) -> dict:
     res = edge01(farm, "put", "pages", "--data", json.dumps(data), fast=fast)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
@@ -88,3 +88,19 @@ def test_a_clock_set_right_syncs_at_once_loses_nothing_and_never_wins_later(pair
     assert edge01(pair, "push", "EDGE02").returncode == 0
     assert receiver.get("pages", after["id"])["title"] == "after"
     assert max(stamps(pair.store("EDGE01"))) <= hlc.wall_ms()
+
+
+def test_a_heal_keeps_the_later_edit_over_an_earlier_one_inside_the_skew(pair):
+    # v1 made 4 minutes fast (inside max_clock_skew_ms: accepted, and confirmed),
+    # then v2, the later edit, made 10 minutes fast.
+    record = put(pair, {"title": "v1"}, fast="+4m")
+    for _ in range(2):  # the second session shows EDGE01 that EDGE02 holds v1
+        assert edge01(pair, "push", "EDGE02", fast="+4m").returncode == 0
+    put(pair, {"id": record["id"], "title": "v2"}, fast=True)
+    res = edge01(pair, "push", "EDGE02")  # the clock set right: heals, delivers
+    assert res.returncode == 0, res.stderr
+    for store in (pair.store("EDGE01"), pair.store("EDGE02")):
+        assert store.get("pages", record["id"])["title"] == "v2"
+    # And the next write takes, though v1's stamp is still minutes ahead.
+    assert put(pair, {"id": record["id"], "title": "v3"})["title"] == "v3"
+    assert pair.store("EDGE01").get("pages", record["id"])["title"] == "v3"

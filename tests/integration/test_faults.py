@@ -11,6 +11,7 @@ import contextlib
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -114,6 +115,54 @@ def put_input() -> st.SearchStrategy[bytes]:
         lambda d: json.dumps(d).encode()  # \\uXXXX escapes: lone surrogates survive
     )
     return as_json | st.binary(max_size=60) | VALUES.map(lambda v: json.dumps(v).encode())
+
+
+def test_a_string_left_open_across_a_frame_is_refused_at_once(pair):
+    nasty = b"[" * 20_100 + b'"' + b'\\"' * 1_000_000  # braces, then one open string
+    res = subprocess.run(
+        [sys.executable, "-m", "edgesync", "--config", str(pair.config_path("EDGE02")),
+         "serve", "--stdio", "--peer", "EDGE01"],
+        input=frame(nasty), capture_output=True, timeout=60,  # quadratic: hours
+    )  # fmt: skip
+    one_line(res.stderr, res.returncode, (2,))
+
+
+def test_a_caller_naming_itself_at_length_is_refused_in_a_short_line(pair):
+    big = {**hello(), "node": "X" * 1_000_000}
+    res = subprocess.run(
+        [sys.executable, "-m", "edgesync", "--config", str(pair.config_path("EDGE02")),
+         "serve", "--stdio", "--peer", "EDGE01"],
+        input=frame(big), capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert len(one_line(res.stderr, res.returncode, (3,))) < 300
+    refusals = pair.store("EDGE02").status()["refusals"]
+    assert refusals["count"] == 1 and len(refusals["last"][0]["rule"]) < 300
+
+
+def _data_dir_a_file(data_dir) -> None:
+    data_dir.rename(data_dir.with_name("gone"))
+    data_dir.write_text("")
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "words"),
+    [
+        (lambda p: p.parent, 2, "cannot be read"),
+        (lambda p: p.write_bytes(b"[node]\nname = \"\xff\"\n") and p, 2, "not valid TOML"),
+        (lambda p: p.write_text(p.read_text().replace(
+            "redis://127.0.0.1:", "redis://127.0.0.1:x")) and p, 2, "node.redis_url"),
+        (lambda p: p.write_text(p.read_text().replace(
+            'url = "local:edge02.toml"', 'url = "ssh://u@h:99999"')) and p, 2, "peers.EDGE02.url"),
+        (lambda p: _data_dir_a_file(p.parent / "edge01") or p, 5, "local storage"),
+    ],
+    ids=["a directory", "not UTF-8", "redis port", "ssh port", "data_dir a file"],
+)  # fmt: skip
+def test_a_bad_config_or_data_dir_is_one_line(pair, make, code, words):
+    pair.close()
+    path = make(pair.config_path("EDGE01"))
+    res = subprocess.run([sys.executable, "-m", "edgesync", "--config", str(path), "status"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert words in one_line(res.stderr, res.returncode, (code,))
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
@@ -340,6 +389,86 @@ def test_a_stalled_peer_ends_the_session_at_its_deadline_naming_peer_and_limit(
     err = one_line(res.stderr, res.returncode, (4,))
     assert f"sync with EDGE02 failed: {words}" in err, err
     assert took < 20, took  # not a speed target: a hang would be 3600 s
+
+
+BAD_WELCOME = textwrap.dedent("""
+    import json, sys, time
+    n = int.from_bytes(sys.stdin.buffer.read(4), "big"); sys.stdin.buffer.read(n)
+    w = json.dumps({"t": "welcome", "v": 2, "node": "EDGE02", "clock": "soon", "yours": {},
+                    "held": {}}).encode()
+    sys.stdout.buffer.write(len(w).to_bytes(4, "big") + w); sys.stdout.buffer.flush()
+""")
+BAD_ACK = textwrap.dedent("""
+    import json, sys, time
+    def read():
+        n = int.from_bytes(sys.stdin.buffer.read(4), "big"); return sys.stdin.buffer.read(n)
+    def send(obj):
+        w = json.dumps(obj).encode()
+        sys.stdout.buffer.write(len(w).to_bytes(4, "big") + w); sys.stdout.buffer.flush()
+    read()
+    send({"t": "welcome", "v": 2, "node": "EDGE02", "clock": int(time.time() * 1000),
+          "yours": {}, "held": {}})
+    read()
+    send({"t": "ack", "applied": "many"})
+""")
+HUGE_LAST = textwrap.dedent("""
+    import json, sys, time
+    n = int.from_bytes(sys.stdin.buffer.read(4), "big"); sys.stdin.buffer.read(n)
+    for msg in ({"t": "welcome", "v": 2, "node": "EDGE02", "clock": int(time.time() * 1000),
+                 "yours": {}, "log": "x"}, {"t": "done", "last": 2**64, "at": None}):
+        w = json.dumps(msg).encode()
+        sys.stdout.buffer.write(len(w).to_bytes(4, "big") + w)
+    sys.stdout.buffer.flush()
+""")
+
+
+@pytest.mark.parametrize(
+    ("script", "action"),
+    [(BAD_WELCOME, "push"), (BAD_ACK, "push"), (HUGE_LAST, "pull")],
+    ids=["welcome clock of the wrong type", "ack of the wrong type", "last past 2**53"],
+)
+def test_a_hostile_peer_answering_a_caller_gets_one_line_exit_2(stalling, script, action):
+    stalling.put("EDGE01", title="to send")
+    stalling.peer(script)
+    res = stalling.cli("EDGE01", action, "EDGE02", timeout=60)
+    assert "malformed frame" in one_line(res.stderr, res.returncode, (2,))
+
+
+def test_serve_whose_caller_closed_its_end_is_one_line_exit_4(pair):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgesync", "--config", str(pair.config_path("EDGE02")),
+         "serve", "--stdio", "--peer", "EDGE01"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    proc.stdout.close()  # the caller is gone
+    proc.stdin.write(frame(hello(action="pull", held={}, cursor=0, log=None)))
+    proc.stdin.close()
+    err = proc.stderr.read()
+    proc.wait(timeout=30)
+    assert "broke" in one_line(err, proc.returncode, (4,))
+
+
+def test_a_database_locked_by_another_process_cannot_hold_serve_past_its_deadline(make_farm, say):
+    farm = make_farm(PAIR, session_timeout_s=3)
+    farm.put("EDGE01", title="x")
+    bodies = [b for _s, b, _o, _n in farm.store("EDGE01").changes_after(0, 10)]
+    holder = sqlite3.connect(farm.store("EDGE02").config.db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        started = time.monotonic()
+        res = subprocess.run(
+            [sys.executable, "-m", "edgesync", "--config", str(farm.config_path("EDGE02")),
+             "serve", "--stdio", "--peer", "EDGE01"],
+            input=frame(hello()) + frame(protocol.batch_frame(bodies, 1)),
+            capture_output=True, timeout=120,
+        )  # fmt: skip
+        took = time.monotonic() - started
+    finally:
+        holder.rollback()
+    err = one_line(res.stderr, res.returncode, (4,))
+    assert "session_timeout_s" in err, err
+    say(f"serve behind a held lock ended after {took:.1f} s (session_timeout_s = 3)")
+    assert took < 30, took  # not a speed target: SQLite alone would wait 60 s
 
 
 def test_serve_ends_a_session_whose_caller_goes_quiet(tmp_path, redis_server):

@@ -319,3 +319,16 @@ def test_a_nodes_key_removed_from_the_inventory_then_site_yml(chaos, fleet, tmp_
     recovered = time.monotonic()
     chaos.converge("node02's key out of the inventory, site.yml, back",
                    chaos.stop_writers("revoke"), recovered)  # fmt: skip
+
+
+def test_after_the_faults_a_converged_fleet_has_an_empty_outbox(chaos, fleet):
+    for _ in range(2):  # the second round moves cursors past what the first brought
+        assert chaos.round() == []
+    for host in fleet.hosts:
+        status = fleet.agent_json(host, "status", "--json")
+        assert (status["outbox_pending"], status["outbox_stream"]) == (0, 0), (
+            host,
+            status["push_targets"],
+            status["outbox_pending"],
+            status["outbox_stream"],
+        )

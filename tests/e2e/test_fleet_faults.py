@@ -317,7 +317,7 @@ def test_a_nodes_key_removed_from_the_inventory_then_site_yml(chaos, fleet, tmp_
         restore = fleet.playbook("site.yml")
         assert restore.rc == 0, failures(restore)
     recovered = time.monotonic()
-    chaos.converge("node02's key out of the inventory, site.yml, back",
+    chaos.converge("node02's key out, site.yml, then back",
                    chaos.stop_writers("revoke"), recovered)  # fmt: skip
 
 

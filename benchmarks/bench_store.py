@@ -52,6 +52,8 @@ def make_store(workdir: Path, name: str, redis_url: str, durability: str = "norm
                 "redis_url": redis_url,
                 "durability": durability,
             },
+            # A push target, so every write goes onto the Redis outbox as well.
+            "peers": {"NODE01": {"url": "local:node01.toml", "role": "node", "push": True}},
             "keys": ORIGIN_KEYS,
             "tables": TABLES,
         }

@@ -17,7 +17,9 @@ import re
 import sqlite3
 import sys
 
-from . import __version__, agent
+from . import __version__, agent, migrations, protocol
+from .config import load as load_config
+from .db import Database
 from .errors import BadInput, EdgesyncError, StorageError, SyncError
 from .signing import public_text
 from .store import Store
@@ -142,6 +144,37 @@ def cmd_serve(args) -> int:
     return serve(store, args.peer, sys.stdin.buffer, sys.stdout.buffer)
 
 
+def _database(args) -> Database:
+    """The database alone (no Redis, no schema check): for migrate and backup,
+    which must open any schema this release knows."""
+    db = Database(load_config(args.config))
+    _closing.append(db)
+    return db
+
+
+_closing: list[Database] = []
+
+
+def cmd_migrate(args) -> int:
+    db = _database(args)
+    if args.check:
+        now = migrations.version_of(db)
+        if now is None:
+            raise BadInput(f"database not initialised: run `edgesync init` ({db.config.db_path})")
+        migrations.known(now, db.config.db_path)
+        _print({"schema": now, "release_schema": migrations.SCHEMA, "oldest": migrations.OLDEST})
+        return 0
+    before, after = migrations.migrate(db, args.to)
+    _print({"schema_from": before, "schema": after, "migrated": before != after})
+    return 0
+
+
+def cmd_backup(args) -> int:
+    db = _database(args)
+    _print(db.backup(args.path))
+    return 0
+
+
 def cmd_digest(args) -> int:
     store = open_store(args)
     store.check_schema()
@@ -152,7 +185,12 @@ def cmd_digest(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgesync", description=__doc__.splitlines()[0])
     p.add_argument("--config", help="config file (default: $EDGESYNC_CONFIG)")
-    p.add_argument("--version", action="version", version=f"edgesync {__version__}")
+    p.add_argument(
+        "--version",
+        action="version",
+        version=f"edgesync {__version__} (schema {migrations.SCHEMA}, migrates from "
+        f"{migrations.OLDEST}; sync protocol {protocol.OLDEST}-{protocol.VERSION})",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser(
@@ -198,6 +236,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--peer", required=True, help="who is calling (set by the SSH forced command)")
     s.set_defaults(fn=cmd_serve)
 
+    s = sub.add_parser(
+        "migrate", help="move the database's schema to this release's (or --to N), in one step"
+    )
+    s.add_argument("--to", type=int, default=migrations.SCHEMA, metavar="N",
+                   help=f"the schema version to move to ({migrations.OLDEST}-{migrations.SCHEMA};"
+                        " lower ones for a rollback)")  # fmt: skip
+    s.add_argument(
+        "--check", action="store_true", help="print the database's schema version, change nothing"
+    )
+    s.set_defaults(fn=cmd_migrate)
+
+    s = sub.add_parser("backup", help="a consistent copy of the database, taken while it runs")
+    s.add_argument("path", nargs="?", help="where (default: DATA_DIR/backups/<schema>-<time>.db)")
+    s.set_defaults(fn=cmd_backup)
+
     s = sub.add_parser("digest", help="a digest of the visible content, equal on synced nodes")
     s.set_defaults(fn=cmd_digest)
     return p
@@ -215,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             while _opened:  # queue what was written on Redis before exiting
                 _opened.pop().close()
+            while _closing:
+                _closing.pop().close()
     except EdgesyncError as exc:
         return _fail(exc)
     except BrokenPipeError:  # whoever read our output went away

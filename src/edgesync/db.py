@@ -18,6 +18,7 @@ Bookkeeping tables (names begin with ``_``)::
     _origins(origin, held)               per origin, the highest sequence held without gaps
     _cursors(peer, direction, seq)       sync positions per peer
     _refusals(at, peer, action, rule)    sessions refused by the policy
+    _links(peer, action, initiated, ...)  sync sessions with each peer (history.py)
 
 Each synced table ``T`` is stored as::
 
@@ -29,8 +30,9 @@ the slug the record asks for and ``slug`` the one it holds after clashes are
 settled (see slug_settlement.py). Rowids, where SQLite keeps them, never leave
 the node.
 
-``SCHEMA_VERSION`` is written at ``init`` and read at every open: a database
-made by a newer release is refused rather than misread.
+The schema version is written at ``init`` and read at every open: a database
+made by another release is refused rather than misread; ``edgesync migrate``
+moves it between versions (migrations.py).
 """
 
 from __future__ import annotations
@@ -40,14 +42,14 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
+from . import migrations
 from .config import Config, TableSpec
 from .errors import BadInput
 from .signing import GENESIS
 
-SCHEMA_VERSION = 2
-# Schema 1 predates signed changes: its log cannot be proved to anyone.
-OLDEST_SCHEMA = 2
+SCHEMA_VERSION = migrations.SCHEMA
 # Measured by benchmarks/bench_store.py: see README ("Storage layout").
 WITHOUT_ROWID = False
 IN_CHUNK = 500  # ids per "IN (...)" query: far below SQLite's limit on parameters
@@ -110,6 +112,30 @@ class Database:
             raise
         self.execute("COMMIT")
 
+    def backup(self, path: str | os.PathLike | None = None) -> dict:
+        """A consistent copy of the database (SQLite's online backup: writers
+        go on meanwhile), written beside its place and renamed into it, so a
+        half-made copy never stands under the name. Refuses an existing file."""
+        version = migrations.version_of(self)
+        if path is None:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            path = self.config.data_dir / "backups" / f"edgesync-schema{version}-{stamp}.db"
+        path = Path(path)
+        if path.exists():
+            raise BadInput(f"backup {path} already exists: name another file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = path.with_name(path.name + ".part")
+        part.unlink(missing_ok=True)
+        target = sqlite3.connect(part)
+        try:
+            self.conn.backup(target)
+        finally:
+            target.close()
+        with open(part, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(part, path)
+        return {"backup": str(path), "schema": version, "bytes": path.stat().st_size}
+
     # -- _meta ----------------------------------------------------------------
 
     def meta(self, key: str):
@@ -125,6 +151,7 @@ class Database:
             ex = self.execute
             ex("CREATE TABLE IF NOT EXISTS _meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID")
             self._check_version()
+            fresh = self.meta("schema_version") is None
             ex(
                 "CREATE TABLE IF NOT EXISTS _clock(one INTEGER PRIMARY KEY CHECK (one = 1),"
                 " stamp TEXT, own_seq INTEGER NOT NULL)"
@@ -168,6 +195,11 @@ class Database:
                 "CREATE TABLE IF NOT EXISTS _refusals(at TEXT NOT NULL, peer TEXT NOT NULL,"
                 " action TEXT NOT NULL, rule TEXT NOT NULL)"
             )
+            # A new database is made at this release's schema; an existing one
+            # is at it already (_check_version).
+            for version in range(migrations.OLDEST + 1, SCHEMA_VERSION + 1 if fresh else 0):
+                for sql in migrations.STEPS[version].up:
+                    ex(sql)
             ex("INSERT OR IGNORE INTO _meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
             ex("INSERT OR IGNORE INTO _meta VALUES ('log_id', ?)", (os.urandom(8).hex(),))
             for spec in self.config.tables.values():
@@ -183,19 +215,16 @@ class Database:
         self._check_version()
 
     def _check_version(self) -> None:
-        version = self.meta("schema_version")
-        if version is not None and int(version) > SCHEMA_VERSION:
-            raise BadInput(
-                f"database schema version {version} is newer than this edgesync knows "
-                f"(it reads versions up to {SCHEMA_VERSION}): {self.config.db_path}"
-            )
-        if version is not None and int(version) < OLDEST_SCHEMA:
-            raise BadInput(
-                f"database schema version {version} was made before changes were signed "
-                f"(this edgesync reads versions {OLDEST_SCHEMA} to {SCHEMA_VERSION}); "
-                f"sync its changes away with the old release, then init a new one: "
-                f"{self.config.db_path}"
-            )
+        version = migrations.version_of(self)
+        if version is None or version == SCHEMA_VERSION:
+            return
+        path = self.config.db_path
+        migrations.known(version, path)
+        raise BadInput(
+            f"database schema version {version} is older than this edgesync's "
+            f"{SCHEMA_VERSION} ({migrations.describe(SCHEMA_VERSION)}): back it up and run "
+            f"`edgesync migrate`: {path}"
+        )
 
     def _create_table(self, spec: TableSpec) -> None:
         t = q(spec.name)

@@ -8,13 +8,22 @@ ProtocolError (exit 4); a malformed one, or one over a receiver's limits
 
 Session (the caller speaks first):
 
-    caller → hello   {v, node, action: push|pull, clock, yours, held?, cursor?, log?}
-    callee → welcome {v, node, clock, yours, held?, log?}  or  refused {rule}  or  error {msg}
+    caller → hello   {v, speaks, release, node, action: push|pull, clock, yours, held?,
+                      cursor?, log?}
+    callee → welcome {v, release?, node, clock, yours, held?, log?}  or  refused {rule}
+                     or  error {msg}
 
 ``yours`` is what the sender holds of the other side's origins ({origin: the
 highest change of it held, as sent}): a node restored from a backup learns from it that
-the fleet holds later changes of its own (incarnation.py). Version 2 carries
-signed changes (signing.py); version 1 agents are refused, naming the gap.
+the fleet holds later changes of its own (incarnation.py).
+
+Versions are negotiated, so agents of neighbouring releases sync during a
+rollout: the hello lists the versions the caller speaks (``speaks``; ``v`` is
+the oldest of them, which is all a release before negotiation reads) and the
+callee answers in the newest both speak (the welcome's ``v``). A peer with no
+version in common is refused with a line naming both sides' versions. Version
+2 carries signed changes (signing.py); 3 adds each side's release (``release``),
+which the link history keeps (history.py).
     push:  caller → batch {changes, last}   callee → ack {applied, conflicts, skipped}
            ... caller → done                callee → bye
     pull:  callee → batch {changes, last, at} caller → ack {applied, conflicts, skipped}
@@ -33,11 +42,20 @@ import re
 import struct
 from typing import BinaryIO
 
+from . import __version__
 from .errors import BadInput, Refused, SyncError
 
-VERSION = 2
+# The protocol versions this release speaks: OLDEST to VERSION.
+VERSION = 3
+OLDEST = 2
 # What each protocol version brought, for the line that refuses a mismatch.
-VERSIONS = {1: "unsigned changes", 2: "changes signed by their origin"}
+VERSIONS = {
+    1: "unsigned changes",
+    2: "changes signed by their origin",
+    3: "each side names its release",
+}
+# A release name as a peer may state it.
+_RELEASE = re.compile(r"[0-9A-Za-z.+-]{1,40}")
 
 # Limits every receiver enforces, whatever the sender does: they bound what one
 # frame can cost a receiver in memory (tests/integration/test_faults.py
@@ -147,21 +165,33 @@ def _check_containers(data: bytes) -> None:
         raise BadFrame(f"oversized frame: {found} JSON objects and arrays (limit {MAX_CONTAINERS})")
 
 
+def speaks() -> list[int]:
+    return list(range(OLDEST, VERSION + 1))
+
+
 def hello(node: str, action: str, clock: int, yours: dict, **pull) -> dict:
-    """The caller's opening: who it says it is (the receiver believes the key,
-    not this), what it wants, its clock, what it holds of the receiver's
-    origins; a puller adds held, cursor, dry_run."""
-    return {"t": "hello", "v": VERSION, "node": node, "action": action, "clock": clock,
-            "yours": yours, **pull}  # fmt: skip
+    """The caller's opening: the versions it speaks, who it says it is (the
+    receiver believes the key, not this), what it wants, its clock, what it
+    holds of the receiver's origins; a puller adds held, cursor, dry_run."""
+    return {"t": "hello", "v": OLDEST, "speaks": speaks(), "release": __version__,
+            "node": node, "action": action, "clock": clock, "yours": yours, **pull}  # fmt: skip
 
 
 def welcome(
-    node: str, clock: int, yours: dict, held: dict | None = None, log: str | None = None
+    node: str,
+    clock: int,
+    yours: dict,
+    held: dict | None = None,
+    log: str | None = None,
+    v: int = VERSION,
 ) -> dict:
-    """The receiver's answer when it accepts, with what it holds of the caller's
-    origins; a receiver of a push says what it holds of every origin, a puller's
-    peer names its log (the puller's cursor counts only in that log)."""
-    msg = {"t": "welcome", "v": VERSION, "node": node, "clock": clock, "yours": yours}
+    """The receiver's answer when it accepts, in the version it chose, with what
+    it holds of the caller's origins; a receiver of a push says what it holds of
+    every origin, a puller's peer names its log (the puller's cursor counts only
+    in that log)."""
+    msg = {"t": "welcome", "v": v, "node": node, "clock": clock, "yours": yours}
+    if v >= 3:
+        msg["release"] = __version__
     if log is not None:
         msg["log"] = log
     if held is not None:
@@ -169,19 +199,66 @@ def welcome(
     return msg
 
 
-def version_gap(peer: str, text: str) -> Refused | None:
-    """The refusal for a peer that speaks another protocol version, if ``text``
-    (its hello, welcome or error) names one."""
-    found = re.search(r"protocol version (\S+)", text)
-    if not found or found.group(1) == str(VERSION):
-        return None
-    theirs = found.group(1).strip("'\".,:;")
-    what = VERSIONS.get(int(theirs)) if re.fullmatch(r"[0-9]{1,6}", theirs) else None
+def _versions(msg: dict) -> list[int]:
+    """The versions a hello offers: its ``speaks``, or its ``v`` alone (a release
+    before negotiation)."""
+    offered = msg.get("speaks", [msg.get("v")])
+    if (
+        not isinstance(offered, list)
+        or not 1 <= len(offered) <= 64
+        or any(type(x) is not int or not 0 <= x <= 999_999 for x in offered)
+    ):
+        raise BadFrame("malformed frame: no protocol version in hello")
+    return offered
+
+
+def choose(peer: str, msg: dict) -> int:
+    """The callee's choice for a hello: the newest version both sides speak."""
+    offered = _versions(msg)
+    common = set(offered) & set(speaks())
+    if not common:
+        raise gap(peer, offered)
+    return max(common)
+
+
+def accepted(peer: str, reply: dict) -> int:
+    """The version of a welcome, which must be one the caller offered."""
+    v = reply.get("v")
+    if type(v) is not int:
+        raise BadFrame("malformed frame: welcome without a protocol version")
+    if v not in speaks():
+        raise gap(peer, [v])
+    return v
+
+
+def release_of(msg: dict, v: int) -> str | None:
+    """The release a peer names (protocol 3 on), if it names a plausible one."""
+    release = msg.get("release") if v >= 3 else None
+    return release if isinstance(release, str) and _RELEASE.fullmatch(release) else None
+
+
+def _span(versions) -> str:
+    low, high = min(versions), max(versions)
+    text = str(low) if low == high else f"{low}-{high}"
+    return text + (f" ({VERSIONS[low]})" if low == high and low in VERSIONS else "")
+
+
+def gap(peer: str, theirs) -> Refused:
+    """The refusal of a peer with no protocol version in common with this agent."""
     return Refused(
-        f"refused: {peer} speaks sync protocol {theirs}"
-        + (f" ({what})" if what else "")
-        + f"; this agent speaks {VERSION} ({VERSIONS[VERSION]}): run the same release on both"
+        f"refused: {peer} speaks sync protocol {_span(theirs)}; this agent speaks "
+        f"{_span(speaks())}: update the older side (a rollout keeps neighbouring releases "
+        f"in step)"
     )
+
+
+def gap_in(text: str) -> Refused | None:
+    """A peer's error line that refuses the session for want of a common
+    protocol version, as this agent's refusal."""
+    said = text.removeprefix("peer error: ")
+    if "speaks sync protocol" not in said:
+        return None
+    return Refused(f"refused: {said.replace('refused: ', '')}")
 
 
 def refused(rule: str) -> dict:

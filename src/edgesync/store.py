@@ -18,7 +18,17 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from . import hlc, incarnation, reads, refusals, slug_settlement
+from . import (
+    __version__,
+    history,
+    hlc,
+    incarnation,
+    migrations,
+    protocol,
+    reads,
+    refusals,
+    slug_settlement,
+)
 from .changelog import ChangeLog, Entry
 from .changes import CODE_COLUMN, check_creators, check_value, encode, validate_batch
 from .config import Config
@@ -372,6 +382,9 @@ class Store:
         self.flush()
         return {
             "node": self.config.name,
+            "version": __version__,
+            "schema": migrations.version_of(self.db),
+            "protocols": protocol.speaks(),
             "location": self.config.location,
             "role": self.config.role,
             "farm": self.config.farm,
@@ -385,5 +398,6 @@ class Store:
             "held": self.log.held(),
             "refusals": refusals.summary(self.db),
             "cursors": self.log.cursors(),
+            "links": history.links(self.db),
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }

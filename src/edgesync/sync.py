@@ -8,7 +8,8 @@ the unacknowledged batch. Each session opens with what the receiving side holds
 from every origin, so nothing it holds is sent again.
 
 Who may sync is policy.py's; the frames are protocol.py's; the pipe is
-transport.py's; this module only drives the session.
+transport.py's; this module only drives the session, and counts it in the link
+history (history.py) once it is over.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import BinaryIO
 
-from . import hlc, policy, protocol
+from . import history, hlc, policy, protocol
 from .changelog import take_unheld
 from .changes import MAX_SEQ, check_stamps
 from .deadlines import Limits, interrupting
@@ -62,6 +63,21 @@ def sync(store: Store, peer_name: str, action: str, dry_run: bool = False) -> di
     ``dry_run`` does the handshake and counts what would move (``would_send``
     or ``would_receive``) without sending a change or moving a cursor.
     """
+    link: dict = {}
+    counted = not dry_run and peer_name in store.config.peers
+    try:
+        report = _sync(store, peer_name, action, dry_run, link)
+    except Exception as exc:
+        if counted:
+            history.record(store.db, peer_name, action, True, error=str(exc), **link)
+        raise
+    if counted:
+        history.record(store.db, peer_name, action, True, sent=report["sent"],
+                       received=report["received"], **link)  # fmt: skip
+    return report
+
+
+def _sync(store: Store, peer_name: str, action: str, dry_run: bool, link: dict) -> dict:
     config = store.config
     started = time.monotonic()
     target = policy.peer_of(config, peer_name)
@@ -89,13 +105,11 @@ def sync(store: Store, peer_name: str, action: str, dry_run: bool = False) -> di
         except ProtocolError:
             raise
         except SyncError as exc:
-            raise protocol.version_gap(peer_name, str(exc)) or exc from None
+            raise protocol.gap_in(str(exc)) or exc from None
         if reply["t"] == "refused":
             raise Refused(f"refused: {reply.get('rule')}")
-        if reply.get("v") != protocol.VERSION:
-            raise protocol.version_gap(peer_name, f"protocol version {reply.get('v')}") or (
-                BadFrame(f"peer speaks protocol version {str(reply.get('v'))[:40]}")
-            )
+        link["protocol"] = v = protocol.accepted(peer_name, reply)
+        link["peer_release"] = protocol.release_of(reply, v)
         if store.check_heads(reply.get("yours")) or healed:
             report["incarnation"] = store.log.origin()
         if action == "pull" and not dry_run and reply.get("log") != pull["log"]:
@@ -233,25 +247,36 @@ def serve(store: Store, peer_name: str, inp: BinaryIO, out: BinaryIO) -> int:
     """Serve one session for ``peer_name`` (named by the SSH key's forced
     command or by the local transport, never by the caller's own words), under
     the session's deadlines."""
-    with interrupting(peer_name, Limits.of(store.config), store.interrupt) as watchdog:
-        try:
-            return _serve(store, peer_name, watchdog.stream(inp), watchdog.stream(out))
-        except (BrokenPipeError, ConnectionResetError) as exc:
-            raise SyncError(f"session with {peer_name} broke: {exc.strerror}") from None
+    link: dict = {"sent": 0, "received": 0}
+    try:
+        with interrupting(peer_name, Limits.of(store.config), store.interrupt) as watchdog:
+            try:
+                done = _serve(store, peer_name, watchdog.stream(inp), watchdog.stream(out), link)
+            except (BrokenPipeError, ConnectionResetError) as exc:
+                raise SyncError(f"session with {peer_name} broke: {exc.strerror}") from None
+    except Exception as exc:
+        if "action" in link and peer_name in store.config.peers:
+            history.record(store.db, peer_name, link.pop("action"), False, error=str(exc), **link)
+        raise
+    if peer_name in store.config.peers:
+        history.record(store.db, peer_name, link.pop("action"), False, **link)
+    return done
 
 
-def _serve(store: Store, peer_name: str, inp: BinaryIO, out: BinaryIO) -> int:
+def _serve(store: Store, peer_name: str, inp: BinaryIO, out: BinaryIO, link: dict) -> int:
     config = store.config
     store.heal_clock()
     hello = read_frame(inp, ("hello",))
     action = hello.get("action")
-    if hello.get("v") != protocol.VERSION:
-        gap = protocol.version_gap(peer_name, f"protocol version {hello.get('v')}")
-        msg = str(gap).removeprefix("refused: ") if gap else "no protocol version in hello"
-        write_frame(out, {"t": "error", "msg": f"{config.name} refused: {msg}"})
-        raise gap or BadFrame(f"malformed frame: {msg}")
     if action not in policy.ACTIONS:
         raise BadFrame(f"malformed frame: unknown action {str(action)[:40]!r}")
+    try:
+        v = protocol.choose(peer_name, hello)
+    except Refused as exc:
+        said = str(exc).removeprefix("refused: ")
+        write_frame(out, {"t": "error", "msg": f"{config.name} refused: {said}"})
+        raise
+    link.update(action=action, protocol=v, peer_release=protocol.release_of(hello, v))
     decision = policy.may_accept(policy.me_of(config), action, policy.peer_of(config, peer_name))
     rule = None if decision else decision.rule
     if rule is None and hello.get("node") != peer_name:
@@ -271,16 +296,17 @@ def _serve(store: Store, peer_name: str, inp: BinaryIO, out: BinaryIO) -> int:
     store.check_heads(hello.get("yours"))
     yours = store.heads_of(peer_name)
     if action == "push":
-        write_frame(out, protocol.welcome(config.name, hlc.wall_ms(), yours, held=store.held()))
-        _receive(store, peer_name, inp, out)
+        welcome = protocol.welcome(config.name, hlc.wall_ms(), yours, held=store.held(), v=v)
+        write_frame(out, welcome)
+        _receive(store, peer_name, inp, out, link)
     else:
         log_id = store.log.log_id()
-        write_frame(out, protocol.welcome(config.name, hlc.wall_ms(), yours, log=log_id))
-        _send(store, hello, log_id, inp, out)
+        write_frame(out, protocol.welcome(config.name, hlc.wall_ms(), yours, log=log_id, v=v))
+        _send(store, hello, log_id, inp, out, link)
     return 0
 
 
-def _receive(store: Store, peer: str, inp: BinaryIO, out: BinaryIO) -> None:
+def _receive(store: Store, peer: str, inp: BinaryIO, out: BinaryIO, link: dict) -> None:
     while True:
         msg = read_frame(inp, ("batch", "done"))
         if msg["t"] == "done":
@@ -295,6 +321,7 @@ def _receive(store: Store, peer: str, inp: BinaryIO, out: BinaryIO) -> None:
             store.record_refusal(peer, "push", rule)
             write_frame(out, protocol.refused(rule))
             raise
+        link["received"] += len(changes)
         write_frame(out, protocol.ack(result.applied, result.conflicts, result.skipped))
 
 
@@ -307,7 +334,7 @@ def _held(held: object) -> dict:
     return held
 
 
-def _send(store: Store, hello: dict, log_id: str, inp: BinaryIO, out: BinaryIO) -> None:
+def _send(store: Store, hello: dict, log_id: str, inp: BinaryIO, out: BinaryIO, link: dict) -> None:
     held = _held(hello.get("held"))
     cursor = hello.get("cursor")
     if type(cursor) is not int or not 0 <= cursor <= MAX_SEQ:
@@ -324,5 +351,6 @@ def _send(store: Store, hello: dict, log_id: str, inp: BinaryIO, out: BinaryIO) 
         if bodies:
             write_frame(out, batch_frame(bodies, seq, store.log.at_of(seq)))
             read_frame(inp, ("ack",))
+            link["sent"] += len(bodies)
     # The puller holds everything up to here: its cursor may move on.
     write_frame(out, {"t": "done", "last": seq, "at": store.log.at_of(seq) if seq else None})

@@ -267,7 +267,14 @@ def test_a_replayed_head_with_a_made_up_number_does_not_make_a_node_start_again(
 
 def test_an_agent_before_signing_is_refused_naming_the_version_gap(fleet):
     res = attack(fleet, [], version=1)
-    refused(res, "sync protocol 1", "this agent speaks 2")
+    refused(res, "EDGE01 speaks sync protocol 1 (unsigned changes)", "this agent speaks 2-3")
+
+
+def test_an_agent_too_new_is_refused_naming_both_versions(fleet):
+    hello = {"t": "hello", "v": 5, "speaks": [5, 6], "node": "EDGE01", "action": "push",
+             "clock": hlc.wall_ms(), "yours": {}}  # fmt: skip
+    refused(raw(fleet, frame(hello)), "EDGE01 speaks sync protocol 5-6", "this agent speaks 2-3")
+    assert fleet.store("EDGE02").rows("pages") == 0
 
 
 def backup(store_path, to) -> None:
@@ -334,7 +341,7 @@ def test_crafted_fields_get_one_line_and_an_exit_code_never_a_traceback(fleet):
         signed(edge01, mine(h=hlc.tick(None, "MASTER01"))),  # a stamp in another's name
     ):
         assert "exit" not in one_line(attack(fleet, [change]), codes=(2,))
-    one_line(attack(fleet, [], version="\u00b2"), codes=(3, 4))
+    one_line(attack(fleet, [], version="\u00b2"), codes=(2,))
     hello = {"t": "hello", "v": 2, "node": "EDGE01", "action": "pull", "clock": hlc.wall_ms(),
              "yours": {}, "held": {"EDGE02": "x"}, "cursor": 0, "log": None}  # fmt: skip
     one_line(raw(fleet, frame(hello)))

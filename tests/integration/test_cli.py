@@ -153,7 +153,7 @@ def test_a_database_made_by_a_newer_release_is_refused_not_misread(make_node):
     for args in (("status",), ("put", "pages", "--data", '{"title": "x"}'), ("init",)):
         res = node.cli(*args)
         assert res.returncode == 2, (args, res.stderr)
-        assert "schema version 99 is newer" in res.stderr and "up to 2" in res.stderr
+        assert "schema version 99 is newer" in res.stderr and "versions 2 to 3" in res.stderr
 
 
 def test_a_database_made_before_signed_changes_is_refused_with_what_to_do(make_node):
@@ -163,4 +163,4 @@ def test_a_database_made_before_signed_changes_is_refused_with_what_to_do(make_n
         res = node.cli(*args)
         assert res.returncode == 2, (args, res.stderr)
         assert "schema version 1 was made before changes were signed" in res.stderr
-        assert "versions 2 to 2" in res.stderr and res.stderr.count("\n") == 1
+        assert "versions 2 to 3" in res.stderr and res.stderr.count("\n") == 1

@@ -1,0 +1,102 @@
+"""Schema versions, and the steps between them.
+
+A database carries its schema version (``_meta.schema_version``). A release
+reads exactly one version, ``SCHEMA``; it migrates every older one it knows
+(from ``OLDEST``) forward, and back again for a rollback, each move in one
+transaction: a migration that fails leaves the database as it was. A version
+newer than ``SCHEMA`` is refused, never guessed at.
+
+Steps only add or drop bookkeeping of their own; they never rewrite the
+records or the change log, so a session of the previous release still running
+while a rollout migrates under it writes nothing the new schema misreads.
+
+    2  signed changes (the first schema a release reads; 1 predates signing)
+    3  _links: the history of sync sessions with each peer (history.py)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import BadInput
+
+SCHEMA = 3
+OLDEST = 2
+
+
+@dataclass(frozen=True)
+class Step:
+    """What moving from ``version - 1`` to ``version`` does, and undoes."""
+
+    version: int
+    brings: str
+    up: tuple[str, ...]
+    down: tuple[str, ...]
+
+
+LINKS = (
+    "CREATE TABLE _links(peer TEXT NOT NULL, action TEXT NOT NULL,"
+    " initiated INTEGER NOT NULL, ok INTEGER NOT NULL DEFAULT 0,"
+    " failed INTEGER NOT NULL DEFAULT 0, sent INTEGER NOT NULL DEFAULT 0,"
+    " received INTEGER NOT NULL DEFAULT 0, last_ok INTEGER, last_failed INTEGER,"
+    " last_error TEXT, peer_release TEXT, protocol INTEGER,"
+    " PRIMARY KEY (peer, action, initiated)) WITHOUT ROWID"
+)
+
+STEPS = {
+    3: Step(3, "per-link sync history (_links)", up=(LINKS,), down=("DROP TABLE _links",)),
+}
+
+
+def describe(version: int) -> str:
+    return STEPS[version].brings if version in STEPS else "signed changes"
+
+
+def version_of(db) -> int | None:
+    """The schema version of an open database; None when it was never initialised."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='_meta'").fetchone():
+        return None
+    value = db.meta("schema_version")
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        raise BadInput(f"database schema version {str(value)[:40]!r} is not a number") from None
+
+
+def known(version: int, path) -> None:
+    """Refuse a version this release cannot migrate, naming what it reads."""
+    if version > SCHEMA:
+        raise BadInput(
+            f"database schema version {version} is newer than this edgesync knows "
+            f"(it reads versions {OLDEST} to {SCHEMA}): {path}"
+        )
+    if version < OLDEST:
+        raise BadInput(
+            f"database schema version {version} was made before changes were signed "
+            f"(this edgesync reads versions {OLDEST} to {SCHEMA}); sync its changes away "
+            f"with the old release, then init a new one: {path}"
+        )
+
+
+def migrate(db, to: int = SCHEMA) -> tuple[int, int]:
+    """Move the database's schema to ``to`` in one transaction, forward or back;
+    returns (from, to). Nothing happens when it is there already."""
+    path = db.config.db_path
+    if not OLDEST <= to <= SCHEMA:
+        raise BadInput(
+            f"cannot migrate to schema {to}: this edgesync knows versions {OLDEST} to {SCHEMA}"
+        )
+    with db.transaction():
+        now = version_of(db)
+        if now is None:
+            raise BadInput(f"database not initialised: run `edgesync init` ({path})")
+        known(now, path)
+        for version in range(now + 1, to + 1):
+            for sql in STEPS[version].up:
+                db.execute(sql)
+        for version in range(now, to, -1):
+            for sql in STEPS[version].down:
+                db.execute(sql)
+        if now != to:
+            db.execute("UPDATE _meta SET value = ? WHERE key = 'schema_version'", (to,))
+    return now, to

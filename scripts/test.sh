@@ -15,6 +15,9 @@ for playbook in playbooks/*.yml; do
 done
 ansible-lint --offline playbooks/ roles/
 
+echo "== the users' CI workflow (actionlint)"
+actionlint
+
 echo "== tests (unit, integration, then end to end on real LXD and Docker)"
 set +e
 .venv/bin/python -m pytest "$@"

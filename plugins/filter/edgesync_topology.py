@@ -133,6 +133,8 @@ class FilterModule:
             "edgesync_fleet": edgesync_fleet,
             "edgesync_links": topology.links,
             "edgesync_round": topology.round_of,
+            "edgesync_upstream": topology.upstream,
+            "edgesync_update_plan": topology.update_plan,
             "edgesync_callers": topology.callers,
             "edgesync_peers": topology.peers,
             "edgesync_agent_config": edgesync_agent_config,

@@ -26,7 +26,9 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-status: {description: The agent's C(status --json) (node, role, farm, rows, outbox_pending, redis, refusals), returned: success, type: dict}
+status: {description: "The agent's C(status --json) (node, version, schema, role, farm, rows, outbox_pending, redis, refusals, links: the history of sync sessions per peer)", returned: success, type: dict}
+version: {description: The release the agent runs, returned: success, type: str, sample: 0.2.0}
+schema: {description: The schema version of its database, returned: success, type: int, sample: 3}
 digest: {description: Digest of the visible content; equal on nodes holding the same records, returned: success, type: str}
 """
 
@@ -40,7 +42,13 @@ def main():
     module = AnsibleModule(argument_spec=dict(COMMON_ARGS), supports_check_mode=True)
     status = json.loads(run_agent(module, "status", "--json"))
     digest = run_agent(module, "digest").strip()
-    module.exit_json(changed=False, status=status, digest=digest)
+    module.exit_json(
+        changed=False,
+        status=status,
+        digest=digest,
+        version=status.get("version"),
+        schema=status.get("schema"),
+    )
 
 
 if __name__ == "__main__":

@@ -141,3 +141,44 @@ def link_errors(fleet: list[dict], extra_links: list | None = None) -> list[str]
             if not decision:
                 out.append(f"{label}: {decision.rule}")
     return out
+
+
+def upstream(fleet: list[dict], name: str) -> dict | None:
+    """The link that carries host ``name``'s changes towards the master: its
+    node's pull from an edge, a node's push to its master; for a master, a node's
+    push to it. A rolling update drains a host through it and checks it after
+    (a session with its neighbour). None when the host has none."""
+    host = next(h for h in fleet if h["name"] == name)
+    stage, side = {"edge": ("nodes-pull-edges", "target"),
+                   "node": ("nodes-push-masters", "initiator"),
+                   "master": ("nodes-push-masters", "target")}[host["role"]]  # fmt: skip
+    return next((lk for lk in links(fleet) if lk["stage"] == stage and lk[side] == name), None)
+
+
+def update_plan(fleet: list[dict], per_farm: int = 1) -> dict:
+    """The order and batches in which a rolling update takes the edges: farm by
+    farm within a batch, at most ``per_farm`` edges of one farm at a time and
+    never every edge of a farm that has more than one, so each such farm keeps
+    an edge serving throughout. ``lone`` names the farms of one edge, which
+    cannot (their edge is down while it updates).
+
+    Returns {"order": [host, ...], "batches": [size, ...], "lone": [{farm, host}]}."""
+    if per_farm < 1:
+        raise ValueError(f"edges updated at once per farm must be at least 1, not {per_farm}")
+    farms: dict[str, list[dict]] = {}
+    for h in fleet:
+        if h["role"] == "edge":
+            farms.setdefault(h.get("farm"), []).append(h)
+    waves: list[list[dict]] = []
+    for edges in farms.values():
+        take = max(1, min(per_farm, len(edges) - 1))
+        for k, start in enumerate(range(0, len(edges), take)):
+            if len(waves) <= k:
+                waves.append([])
+            waves[k] += edges[start : start + take]
+    key = "host" if all(h.get("host") for h in fleet) else "name"
+    return {
+        "order": [h[key] for wave in waves for h in wave],
+        "batches": [len(wave) for wave in waves],
+        "lone": [{"farm": f, "host": e[0][key]} for f, e in farms.items() if len(e) == 1],
+    }

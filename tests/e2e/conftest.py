@@ -14,6 +14,7 @@ import ansible_runner
 import pytest
 import yaml
 from runner_events import failures, host_seconds, lxd_exec_failure
+from update_cycle import Cycle
 
 REPO = Path(__file__).resolve().parents[2]
 # The facts the roles share (agent user, config path, command), read from their one copy.
@@ -34,18 +35,28 @@ class Fleet:
         self.retried: list[str] = []
         self.facts = FACTS  # the shared fleet facts (playbooks/group_vars/all)
 
-    def _run(self, **kwargs) -> ansible_runner.Runner:
+    def _run(self, project: Path = REPO, **kwargs) -> ansible_runner.Runner:
+        """Run in ``project`` (this one, or a previous release's tree, whose
+        plugins then import that release's agent)."""
         private = self.workdir / f"run-{time.monotonic_ns()}"
         private.mkdir(parents=True)
+        envvars = {
+            "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
+            # The ansible-* commands of the Python running the tests.
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        }
+        if project != REPO:
+            envvars["PYTHONPATH"] = str(project / "src")
         return ansible_runner.run(
             private_data_dir=str(private),
-            project_dir=str(REPO),
-            inventory=str(kwargs.pop("inventory", self.inventory)),
-            # The ansible-* commands of the Python running the tests.
-            envvars={
-                "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-                "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-            },  # fmt: skip
+            project_dir=str(project),
+            inventory=str(
+                kwargs.pop(
+                    "inventory",
+                    self.inventory if project == REPO else project / "inventory" / "local",
+                )
+            ),  # fmt: skip
+            envvars=envvars,
             quiet=True,
             timeout=kwargs.pop("timeout", 1200),
             **kwargs,
@@ -73,11 +84,12 @@ class Fleet:
             runner = run()
         return runner
 
-    def playbook(self, name: str, **kwargs) -> ansible_runner.Runner:
+    def playbook(self, name: str, project: Path = REPO, **kwargs) -> ansible_runner.Runner:
         """Run a playbook; its wall time (reruns included) is runner.wall_seconds."""
         started = time.monotonic()
         runner = self._again_if_lxd_failed(
-            name, lambda: self._run(playbook=str(REPO / "playbooks" / name), **kwargs)
+            name,
+            lambda: self._run(project, playbook=str(project / "playbooks" / name), **kwargs),
         )
         runner.wall_seconds = time.monotonic() - started
         return runner
@@ -149,16 +161,53 @@ class Fleet:
         return json.loads(self.agent(host, *args).stdout)
 
 
+def previous_release() -> tuple[str, Path]:
+    """The previous release (releases.toml) and its source tree, exported from its commit."""
+    script = [sys.executable, str(REPO / "scripts" / "releases.py")]
+    version = subprocess.run([*script, "previous"], capture_output=True, text=True, check=True)
+    tree = subprocess.run([*script, "tree"], capture_output=True, text=True)
+    assert tree.returncode == 0, tree.stderr
+    return version.stdout.strip(), Path(tree.stdout.strip())
+
+
 @pytest.fixture(scope="session")
-def built(fleet, say):
-    """The local fleet, torn down and built from nothing by site.yml, once for
-    every end-to-end test."""
+def previous_fleet(fleet, say):
+    """The local fleet torn down and built from nothing by the previous
+    release's own site.yml (its roles, its agent), as its users have it."""
+    version, tree = previous_release()
     teardown = fleet.playbook("teardown.yml")
     assert teardown.rc == 0, failures(teardown)
-    first = fleet.playbook("site.yml")
-    report(say, "site.yml from nothing", first)
+    first = fleet.playbook("site.yml", project=tree)
+    report(say, f"site.yml of release {version} from nothing", first)
     assert first.rc == 0, failures(first)
+    first.version = version
     return first
+
+
+@pytest.fixture(scope="session")
+def cycle(previous_fleet, fleet, say):
+    """The update cycle: writers on every host and a reader per farm while
+    upgrade.yml rolls the fleet to this release; then they stop and sync rounds
+    run until everything is everywhere. Its figures are checked and printed by
+    test_update.py; every other end-to-end test runs on the updated fleet."""
+    run = Cycle(fleet, say)
+    run.start("rollout")
+    upgrade = fleet.playbook("upgrade.yml")
+    logs = run.stop()
+    report(say, f"upgrade.yml from {previous_fleet.version}", upgrade)
+    assert upgrade.rc == 0, failures(upgrade)
+    figures = run.figures(logs)
+    figures["converged"] = run.converge(figures["acked"])
+    figures["runner"] = upgrade
+    figures["cycle"] = run
+    return figures
+
+
+@pytest.fixture(scope="session")
+def built(cycle, previous_fleet):
+    """The local fleet, built from nothing at the previous release and updated
+    to this one, once for every end-to-end test."""
+    return previous_fleet
 
 
 def report(say, label, runner):

@@ -111,3 +111,24 @@ def lxd_exec_failure(runner, lxd_hosts: set[str]) -> str | None:
     if symptoms and not others:
         return "; ".join(symptoms)
     return None
+
+
+def host_spans(runner) -> dict[str, float]:
+    """Seconds from each host's first task to its last (its turn in a serial play)."""
+    first: dict[str, str] = {}
+    last: dict[str, str] = {}
+    for ev in runner.events:
+        data = ev.get("event_data") or {}
+        if ev.get("event") in ("runner_on_ok", "runner_on_failed", "runner_on_skipped") and (
+            data.get("start") and data.get("end")
+        ):
+            host = data["host"]
+            first[host] = min(first.get(host, data["start"]), data["start"])
+            last[host] = max(last.get(host, data["end"]), data["end"])
+    return {h: _seconds(last[h]) - _seconds(first[h]) for h in sorted(first)}
+
+
+def _seconds(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso).timestamp()

@@ -136,3 +136,27 @@ def test_authorized_callers_follow_the_policy():
     assert edgesync_callers(fleet, "EDGE03") == ["EDGE01", "EDGE02", "MASTER01", "NODE01"]
     peers = {p["name"] for p in edgesync_peers(fleet, "EDGE01")}
     assert peers == {"MASTER01", "NODE01", "EDGE02", "EDGE03"}
+
+
+def test_a_rolling_update_never_takes_a_whole_farm_and_says_which_farm_cannot_stay_up():
+    fleet = edgesync_fleet(GOOD, list(GOOD))
+    plan = FILTERS["edgesync_update_plan"](fleet)
+    # Batch one: the first edge of each farm; batch two: the rest of lon-a.
+    assert plan == {"order": ["edge01", "edge03", "edge02"], "batches": [2, 1],
+                    "lone": [{"farm": "lon-b", "host": "edge03"}]}  # fmt: skip
+    five = [host(f"e{i}", f"EDGE{i:02d}", "edge", farm="f") for i in range(1, 6)]
+    big = dict([host("master01", "MASTER01", "master"), *five])
+    fleet = edgesync_fleet(big, list(big))
+    assert FILTERS["edgesync_update_plan"](fleet, 3)["batches"] == [3, 2]
+    assert FILTERS["edgesync_update_plan"](fleet, 9)["batches"] == [4, 1]  # never all five
+    assert FILTERS["edgesync_update_plan"](fleet)["batches"] == [1, 1, 1, 1, 1]
+
+
+def test_each_host_is_drained_and_checked_through_the_link_to_its_master():
+    fleet = edgesync_fleet(GOOD, list(GOOD))
+    upstream = FILTERS["edgesync_upstream"]
+    assert upstream(fleet, "EDGE01")["label"] == "NODE01 pull EDGE01"
+    assert upstream(fleet, "EDGE02")["initiator_host"] == "node01"
+    assert upstream(fleet, "NODE01")["label"] == "NODE01 push MASTER01"
+    assert upstream(fleet, "MASTER01")["label"] == "NODE01 push MASTER01"
+    assert upstream(fleet, "EDGE03") is None  # no node trusts it

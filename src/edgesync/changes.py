@@ -68,7 +68,7 @@ def check_stamps(changes: object, max_skew_ms: int) -> None:
         stamp = ch.get("h") if isinstance(ch, dict) else None
         if hlc.is_valid(stamp) and hlc.decode(stamp)[0] > limit:
             raise BadBatch(
-                f"malformed batch: change {ch.get('o')}:{ch.get('n')} is stamped "
+                f"malformed batch: change {ch.get('o')!r}:{ch.get('n')!r} is stamped "
                 f"{hlc.decode(stamp)[0] - hlc.wall_ms()} ms in the future "
                 f"(max_clock_skew_ms is {max_skew_ms})"
             )

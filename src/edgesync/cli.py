@@ -13,14 +13,13 @@ import contextlib
 import errno
 import json
 import os
-import re
 import sqlite3
 import sys
 
 from . import __version__, agent, migrations, protocol
 from .config import load as load_config
 from .db import Database
-from .errors import BadInput, EdgesyncError, StorageError, SyncError
+from .errors import BadInput, EdgesyncError, StorageError, SyncError, one_line
 from .signing import public_text
 from .store import Store
 from .sync import serve, sync
@@ -147,7 +146,10 @@ def cmd_serve(args) -> int:
 def _database(args) -> Database:
     """The database alone (no Redis, no schema check): for migrate and backup,
     which must open any schema this release knows."""
-    db = Database(load_config(args.config))
+    config = load_config(args.config)
+    if not config.db_path.is_file():
+        raise BadInput(f"database not initialised: run `edgesync init` ({config.db_path})")
+    db = Database(config)
     _closing.append(db)
     return db
 
@@ -304,13 +306,9 @@ def _storage_error(exc: Exception) -> StorageError | None:
 
 
 def _fail(exc: EdgesyncError) -> int:
-    # One line whatever the input held: control characters are shown escaped.
-    msg = _CONTROL.sub(lambda m: repr(m.group())[1:-1], str(exc))
+    msg = one_line(str(exc))  # one line whatever the input held
     _warn(msg if msg.startswith("refused:") else f"edgesync: {msg}")
     return exc.exit_code
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 if __name__ == "__main__":

@@ -115,25 +115,41 @@ class Database:
     def backup(self, path: str | os.PathLike | None = None) -> dict:
         """A consistent copy of the database (SQLite's online backup: writers
         go on meanwhile), written beside its place and renamed into it, so a
-        half-made copy never stands under the name. Refuses an existing file."""
+        half-made copy never stands under the name (and none is left behind
+        when it fails). Refuses an existing file."""
         version = migrations.version_of(self)
+        if version is None:
+            raise BadInput(f"database not initialised: run `edgesync init` ({self.config.db_path})")
         if path is None:
-            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-            path = self.config.data_dir / "backups" / f"edgesync-schema{version}-{stamp}.db"
+            now = time.time()
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{now % 1:.6f}"[1:]
+            path = self.config.data_dir / "backups" / f"edgesync-schema{version}-{stamp}Z.db"
         path = Path(path)
+        if path.is_dir():
+            raise BadInput(f"backup {path} is a directory: name a file")
         if path.exists():
             raise BadInput(f"backup {path} already exists: name another file")
         path.parent.mkdir(parents=True, exist_ok=True)
         part = path.with_name(path.name + ".part")
-        part.unlink(missing_ok=True)
-        target = sqlite3.connect(part)
+        leftovers = (part, part.with_name(part.name + "-journal"))
         try:
-            self.conn.backup(target)
-        finally:
-            target.close()
-        with open(part, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(part, path)
+            target = sqlite3.connect(part)
+            try:
+                self.conn.backup(target)
+            finally:
+                target.close()
+            with open(part, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(part, path)
+            directory = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        except BaseException:
+            for leftover in leftovers:
+                leftover.unlink(missing_ok=True)
+            raise
         return {"backup": str(path), "schema": version, "bytes": path.stat().st_size}
 
     # -- _meta ----------------------------------------------------------------

@@ -1,5 +1,16 @@
 """Errors the agent raises, each carrying the exit code the CLI gives it."""
 
+import re
+
+# Control characters, and the bidirectional overrides that reorder a line.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+
+def one_line(text: str) -> str:
+    """``text`` as one printable line, whatever a peer put into it: control and
+    bidi-override characters are shown escaped."""
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1], text)
+
 
 class EdgesyncError(Exception):
     """Base class. ``exit_code`` is what the CLI exits with."""

@@ -16,6 +16,8 @@ from __future__ import annotations
 import sqlite3
 import time
 
+from .errors import one_line
+
 # Error lines are kept this long at most.
 MAX_ERROR = 300
 
@@ -49,12 +51,15 @@ def record(
                 " last_ok = coalesce(excluded.last_ok, last_ok),"
                 " last_failed = coalesce(excluded.last_failed, last_failed),"
                 " last_error = coalesce(excluded.last_error, last_error),"
-                " peer_release = coalesce(excluded.peer_release, peer_release),"
+                # What the peer said in this session's handshake, if it got that
+                # far (a peer rolled back names no release: that is news too).
+                " peer_release = CASE WHEN excluded.protocol IS NULL THEN peer_release"
+                " ELSE excluded.peer_release END,"
                 " protocol = coalesce(excluded.protocol, protocol)",
                 (
                     peer, action, int(initiated), int(ok), int(not ok), sent, received,
                     now if ok else None, None if ok else now,
-                    None if ok else error[:MAX_ERROR], peer_release, protocol,
+                    None if ok else one_line(error)[:MAX_ERROR], peer_release, protocol,
                 ),
             )  # fmt: skip
         except BaseException:

@@ -80,6 +80,14 @@ class ProtocolError(SyncError):
     """The session broke: the peer closed it, or a frame was cut short."""
 
 
+class PeerError(SyncError):
+    """The peer ended the session with an error frame (``frame``)."""
+
+    def __init__(self, text: str, frame: dict):
+        super().__init__(text)
+        self.frame = frame
+
+
 class BadFrame(BadInput):
     """The peer sent a frame that is not valid or is over a receiver's limit;
     nothing from it was applied."""
@@ -133,7 +141,7 @@ def read_frame(inp: BinaryIO, expect: tuple[str, ...] | None = None) -> dict:
         raise BadFrame("malformed frame: not an object with a type")
     if message["t"] == "error":
         said = " ".join(str(message.get("msg")).split())[:500]  # one line, whatever it sent
-        raise SyncError(f"peer error: {said}")
+        raise PeerError(f"peer error: {said}", message)
     if expect is not None and message["t"] not in expect:
         raise BadFrame(
             f"malformed frame: unexpected {message['t'][:40]!r} (expected {', '.join(expect)})"
@@ -238,9 +246,13 @@ def release_of(msg: dict, v: int) -> str | None:
 
 
 def _span(versions) -> str:
-    low, high = min(versions), max(versions)
-    text = str(low) if low == high else f"{low}-{high}"
-    return text + (f" ({VERSIONS[low]})" if low == high and low in VERSIONS else "")
+    versions = sorted(set(versions))
+    low, high = versions[0], versions[-1]
+    if low == high:
+        return str(low) + (f" ({VERSIONS[low]})" if low in VERSIONS else "")
+    if versions == list(range(low, high + 1)):
+        return f"{low}-{high}"
+    return ", ".join(map(str, versions[:8])) + (" …" if len(versions) > 8 else "")
 
 
 def gap(peer: str, theirs) -> Refused:
@@ -252,13 +264,20 @@ def gap(peer: str, theirs) -> Refused:
     )
 
 
-def gap_in(text: str) -> Refused | None:
-    """A peer's error line that refuses the session for want of a common
-    protocol version, as this agent's refusal."""
-    said = text.removeprefix("peer error: ")
-    if "speaks sync protocol" not in said:
-        return None
-    return Refused(f"refused: {said.replace('refused: ', '')}")
+def refusal(node: str, mine: list[int]) -> dict:
+    """The error frame callee ``node`` sends a caller it has no version in common
+    with: the versions it speaks, for the caller to name."""
+    return {"t": "error", "msg": f"{node} has no sync protocol in common (it speaks "
+            f"{_span(mine)})", "speaks": mine}  # fmt: skip
+
+
+def gap_in(peer: str, exc: PeerError) -> Refused | None:
+    """A peer's error frame that refuses the session for want of a common
+    protocol version, as this agent's refusal naming both sides' versions."""
+    theirs = exc.frame.get("speaks")
+    if isinstance(theirs, list) and theirs and all(type(v) is int for v in theirs[:64]):
+        return gap(peer, theirs[:64])
+    return None
 
 
 def refused(rule: str) -> dict:

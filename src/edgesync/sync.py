@@ -102,10 +102,8 @@ def _sync(store: Store, peer_name: str, action: str, dry_run: bool, link: dict) 
         write_frame(conn.writer, hello)
         try:
             reply = read_frame(conn.reader, ("welcome", "refused"))
-        except ProtocolError:
-            raise
-        except SyncError as exc:
-            raise protocol.gap_in(str(exc)) or exc from None
+        except protocol.PeerError as exc:
+            raise protocol.gap_in(peer_name, exc) or exc from None
         if reply["t"] == "refused":
             raise Refused(f"refused: {reply.get('rule')}")
         link["protocol"] = v = protocol.accepted(peer_name, reply)
@@ -272,9 +270,8 @@ def _serve(store: Store, peer_name: str, inp: BinaryIO, out: BinaryIO, link: dic
         raise BadFrame(f"malformed frame: unknown action {str(action)[:40]!r}")
     try:
         v = protocol.choose(peer_name, hello)
-    except Refused as exc:
-        said = str(exc).removeprefix("refused: ")
-        write_frame(out, {"t": "error", "msg": f"{config.name} refused: {said}"})
+    except Refused:
+        write_frame(out, protocol.refusal(config.name, protocol.speaks()))
         raise
     link.update(action=action, protocol=v, peer_release=protocol.release_of(hello, v))
     decision = policy.may_accept(policy.me_of(config), action, policy.peer_of(config, peer_name))

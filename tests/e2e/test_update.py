@@ -102,7 +102,9 @@ def test_a_failed_edge_rolls_back_stops_the_rollout_and_loses_nothing(cycle, fle
     for host in ("edge03", "edge04"):
         assert fleet.agent(host, "--version").stdout.split() == ["edgesync", "0.1.0"], host
         assert fleet.agent(host, "digest").returncode == 0
-    assert "edge04" not in rehearsal.stats.get("ok", {})
+    started = {(ev["event_data"].get("host"), ev["event_data"].get("task", "").split(":")[0])
+               for ev in rehearsal.events if ev.get("event") == "runner_on_ok"}  # fmt: skip
+    assert ("edge03", "Drain") in started and ("edge04", "Drain") not in started
     figures = run.figures(logs)
     failed, present, digests = run.converge(figures["acked"])
     down = figures["downtime"]["edge03"]

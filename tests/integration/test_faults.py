@@ -585,3 +585,79 @@ def test_a_converged_fleet_has_an_empty_outbox_and_a_removed_target_loses_its_gr
         assert groups == {"MASTER01", "EDGE01"}
     finally:
         farm.close()
+
+
+TOO_NEW_ERROR = textwrap.dedent("""
+    import json, sys
+    n = int.from_bytes(sys.stdin.buffer.read(4), "big"); sys.stdin.buffer.read(n)
+    w = json.dumps({"t": "error", "msg": "EDGE02 has no sync protocol in common",
+                    "speaks": [5, 6]}).encode()
+    sys.stdout.buffer.write(len(w).to_bytes(4, "big") + w); sys.stdout.buffer.flush()
+""")
+TOO_NEW_WELCOME = textwrap.dedent("""
+    import json, sys, time
+    n = int.from_bytes(sys.stdin.buffer.read(4), "big"); sys.stdin.buffer.read(n)
+    w = json.dumps({"t": "welcome", "v": 7, "node": "EDGE02", "clock": int(time.time() * 1000),
+                    "yours": {}, "held": {}}).encode()
+    sys.stdout.buffer.write(len(w).to_bytes(4, "big") + w); sys.stdout.buffer.flush()
+""")
+
+
+@pytest.mark.parametrize(
+    ("script", "theirs"),
+    [(TOO_NEW_ERROR, "5-6"), (TOO_NEW_WELCOME, "7")],
+    ids=["refuses the hello", "answers in a version not offered"],
+)
+def test_a_peer_too_new_is_refused_by_the_caller_naming_both_versions(stalling, script, theirs):
+    stalling.put("EDGE01", title="to send")
+    stalling.peer(script)
+    res = stalling.cli("EDGE01", "push", "EDGE02", timeout=60)
+    err = one_line(res.stderr, res.returncode, (3,))
+    assert err.startswith(f"refused: EDGE02 speaks sync protocol {theirs}; this agent speaks 2-3")
+    links = json.loads(stalling.cli("EDGE01", "status", "--json").stdout)["links"]
+    assert links[0]["sessions_failed"] == 1 and "speaks sync protocol" in links[0]["last_error"]
+
+
+def test_what_a_peer_sends_reaches_the_link_history_as_one_printable_line(pair):
+    edge01 = pair.store("EDGE01")
+    later = hlc.encode(hlc.wall_ms() + 10**9, 0, "EDGE01")  # far in the future
+    hostile = {"o": "\x1b[2J\rEDGE01 OK\u202eevil\x00", "n": 1, "h": later,
+               "t": "pages", "i": "x", "k": "new", "d": {}}  # fmt: skip
+    data = frame(hello(action="push")) + frame({"t": "batch", "last": 1, "changes": [hostile]})
+    res = subprocess.run(
+        [sys.executable, "-m", "edgesync", "--config", str(pair.config_path("EDGE02")),
+         "serve", "--stdio", "--peer", "EDGE01"],
+        input=data + frame({"t": "done"}), capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 2, res.stderr
+    links = json.loads(pair.cli("EDGE02", "status", "--json").stdout)["links"]
+    error = links[0]["last_error"]
+    assert not any(c in error for c in "\x1b\r\x00\u202e"), error
+    assert "\\x1b" in error and "\\u202e" in error
+    assert edge01.rows("pages") == 0
+
+
+def test_backups_refuse_what_is_not_a_database_and_leave_nothing_when_they_fail(pair, tmp_path):
+    res = pair.cli("EDGE01", "backup", str(tmp_path))
+    assert "is a directory" in one_line(res.stderr, res.returncode, (2,))
+    first = json.loads(pair.cli("EDGE01", "backup").stdout)["backup"]
+    second = json.loads(pair.cli("EDGE01", "backup").stdout)["backup"]  # the same second
+    assert first != second
+    missing = pair.config_path("EDGE01").with_name("missing.toml")
+    missing.write_text(pair.config_path("EDGE01").read_text().replace('"edge01"', '"nowhere"'))
+    for args in (("backup",), ("migrate", "--check"), ("migrate",)):
+        res = subprocess.run([sys.executable, "-m", "edgesync", "--config", str(missing), *args],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert "not initialised" in one_line(res.stderr, res.returncode, (2,))
+    assert not (missing.parent / "nowhere").exists()
+    # A backup that cannot be written (a file size limit standing in for a full disk).
+    target = tmp_path / "full" / "copy.db"
+    for n in range(400):
+        pair.put("EDGE01", title="x" * 2000 + str(n))
+    res = subprocess.run(
+        ["sh", "-c", f'ulimit -f 100; exec "$0" -m edgesync --config {pair.config_path("EDGE01")}'
+         f" backup {target}", sys.executable],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    one_line(res.stderr, res.returncode, (5,))
+    assert sorted(p.name for p in target.parent.iterdir()) == []

@@ -7,6 +7,7 @@ sshd, in whatever direction a rollout leaves them.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -35,8 +36,10 @@ def previous(tmp_path_factory) -> list[str]:
 
 
 def run(agent: list[str], config: Path, *args: str) -> subprocess.CompletedProcess:
+    # The previous release imports its own code only: no PYTHONPATH of ours.
+    env = {k: v for k, v in os.environ.items() if agent == NEW or k != "PYTHONPATH"}
     return subprocess.run([*agent, "--config", str(config), *args],
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+                          capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
 
 
 def ok(agent, config, *args) -> str:
@@ -178,6 +181,27 @@ def test_agents_of_both_releases_sync_both_ways(make_farm, sshd, previous, calle
             assert lk["protocol"] == (3 if both_new else 2), lk
             assert lk["peer_release"] == (__version__ if both_new else None), lk
             assert lk["last_ok_age_s"] < 60
+
+
+def test_a_peer_rolled_back_shows_in_the_history_as_it_is_now(make_farm, sshd, previous, tmp_path):
+    farm: Farm = make_farm(PAIR)
+    serve = tmp_path / "serve.sh"  # EDGE01's forced command: whichever release it runs
+    serve.write_text(f'exec {" ".join(NEW)} "$@"\n')
+    args = f"--config {farm.config_path('EDGE01')} serve --stdio --peer NODE01"
+    farm.over_ssh(sshd, "NODE01", "EDGE01", command=f"env -u PYTHONPATH sh {serve} {args}")
+    farm.close()
+    node = farm.config_path("NODE01")
+
+    def link() -> tuple:
+        lk = json.loads(ok(NEW, node, "status", "--json"))["links"][0]
+        return lk["protocol"], lk["peer_release"], lk["sessions_ok"]
+
+    ok(NEW, node, "pull", "EDGE01")
+    assert link() == (3, __version__, 1)
+    ok(NEW, farm.config_path("EDGE01"), "migrate", "--to", "2")  # EDGE01 rolled back
+    serve.write_text(f'exec {previous[0]} "$@"\n')
+    ok(NEW, node, "pull", "EDGE01")
+    assert link() == (2, None, 2)  # it names no release now: not the one it ran before
 
 
 def test_a_failed_session_is_in_the_link_history(make_farm, sshd):

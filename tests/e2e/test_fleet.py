@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import subprocess
 import time
 
 import pytest
@@ -154,8 +155,16 @@ def test_the_timers_alone_carry_a_write_to_the_master_within_one_interval(built,
     assert back.rc == 0, failures(back)
 
 
+def container_id(host: str) -> str:
+    return subprocess.run(["docker", "inspect", "-f", "{{.Id}}", f"edgesync-{host}"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+
+
 def test_a_host_removed_from_a_trusted_list_can_no_longer_connect(built, fleet, tmp_path):
     assert fleet.agent_json("edge02", "pull", "NODE01", "--json")["peer"] == "NODE01"
+    # node01 is a Docker container: its changed trusted list must not remake it
+    # (that would destroy its database and its signing key).
+    node01, changes = container_id("node01"), fleet.agent_json("node01", "status", "--json")
     inventory = fleet.edited_inventory(tmp_path, untrust=("node01", "EDGE02"))
     try:
         run = fleet.playbook("site.yml", inventory=inventory)
@@ -166,6 +175,9 @@ def test_a_host_removed_from_a_trusted_list_can_no_longer_connect(built, fleet, 
         restore = fleet.playbook("site.yml")
         assert restore.rc == 0, failures(restore)
     assert fleet.agent_json("edge02", "pull", "NODE01", "--json")["peer"] == "NODE01"
+    assert container_id("node01") == node01
+    after = fleet.agent_json("node01", "status", "--json")
+    assert after["origin"] == changes["origin"] and after["changes"] >= changes["changes"]
 
 
 def test_every_host_lists_the_fleets_signing_keys(built, fleet):

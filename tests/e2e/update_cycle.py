@@ -114,8 +114,6 @@ class Cycle:
             if p["role"] == "edge":
                 self.farms.setdefault(p["farm"], []).append(p["host"])
         self.readers = {farm: hosts[0] for farm, hosts in self.farms.items()}
-        for host in fleet.hosts:
-            fleet.run(host, "sh", "-c", "cat > /tmp/agent_loop.py", input=AGENT_LOOP)
 
     def _start(self, host: str, mode: str, base: str, rate: float, arg: str) -> None:
         f = self.fleet
@@ -129,6 +127,8 @@ class Cycle:
         """A writer on every host, a reader on one edge of every farm."""
         self.phase = phase
         self.began = time.time()
+        for host in self.fleet.hosts:
+            self.fleet.run(host, "sh", "-c", "cat > /tmp/agent_loop.py", input=AGENT_LOOP)
         for p in self.plan:
             self._start(p["host"], "write", f"/tmp/{phase}-write", self.WRITE_RATE[p["role"]],
                         p["host"])  # fmt: skip

@@ -16,6 +16,8 @@ import yaml
 from runner_events import failures, host_seconds, lxd_exec_failure
 from update_cycle import Cycle
 
+from edgesync import topology
+
 REPO = Path(__file__).resolve().parents[2]
 # The facts the roles share (agent user, config path, command), read from their one copy.
 FACTS = yaml.safe_load((REPO / "playbooks/group_vars/all/edgesync.yml").read_text())
@@ -160,6 +162,58 @@ class Fleet:
     def agent_json(self, host: str, *args: str):
         return json.loads(self.agent(host, *args).stdout)
 
+    # -- the agents' view of the fleet --------------------------------------------
+
+    @property
+    def plan(self) -> list[dict]:
+        """The fleet as edgesync.topology takes it."""
+        hv = self.hosts
+        return [{"name": hv[h]["edgesync_name"], "host": h, "role": hv[h]["edgesync_role"],
+                 "farm": hv[h].get("edgesync_farm"),
+                 "trusted": hv[h].get("edgesync_trusted") or []} for h in hv]  # fmt: skip
+
+    def host_of(self, name: str) -> str:
+        return next(p["host"] for p in self.plan if p["name"] == name)
+
+    def sync_round(self) -> list[str]:
+        """One sync round in topology order with the agents; the failed links."""
+        failed = []
+        for link in topology.links(self.plan):
+            res = self.agent(self.host_of(link["initiator"]), link["action"], link["target"],
+                             check=False)  # fmt: skip
+            if res.returncode != 0:
+                failed.append(f"{link['label']}: exit {res.returncode}: {res.stderr.strip()}")
+        return failed
+
+    def ids(self, host: str) -> set[str]:
+        """The IDs of the visible records of a host, read from its database."""
+        db = f"{self.facts['edgesync_data_dir']}/edgesync.db"
+        return set(self.run(host, self.python, "-c", IDS, db).stdout.split())
+
+    def digests(self) -> dict[str, str]:
+        return {h: self.agent(h, "digest").stdout.strip() for h in self.hosts}
+
+    def converge(self, wanted: set[str], most: int = 5) -> tuple[list[str], set[str], dict, int]:
+        """Sync rounds until every ID ``wanted`` is on the master and all
+        digests agree (``most`` rounds at most): the last round's failed links,
+        what of ``wanted`` the master holds, the digests, the rounds run."""
+        master = self.host_of(next(p["name"] for p in self.plan if p["role"] == "master"))
+        rounds = 0
+        while rounds < most:
+            rounds += 1
+            failed = self.sync_round()
+            present = wanted & self.ids(master)
+            digests = self.digests()
+            if not failed and present == wanted and len(set(digests.values())) == 1:
+                break
+        return failed, present, digests, rounds
+
+
+IDS = (
+    "import sqlite3, sys; db = sqlite3.connect(f'file:{sys.argv[1]}?mode=ro', uri=True); "
+    "print('\\n'.join(r[0] for r in db.execute('SELECT id FROM pages WHERE _deleted = 0')))"
+)
+
 
 def previous_release() -> tuple[str, Path]:
     """The previous release (releases.toml) and its source tree, exported from its commit."""
@@ -197,7 +251,7 @@ def cycle(previous_fleet, fleet, say):
     report(say, f"upgrade.yml from {previous_fleet.version}", upgrade)
     assert upgrade.rc == 0, failures(upgrade)
     figures = run.figures(logs)
-    figures["converged"] = run.converge(figures["acked"])
+    figures["converged"] = fleet.converge(figures["acked"])[:3]
     figures["runner"] = upgrade
     figures["cycle"] = run
     return figures

@@ -18,8 +18,6 @@ import pytest
 from conftest import PROJECT
 from runner_events import failures
 
-from edgesync import topology
-
 EDGES = ["edge01", "edge02", "edge03", "edge04"]
 RATE = 10  # writes per second on every edge
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
@@ -48,23 +46,12 @@ WRITER = textwrap.dedent("""
         fh.write(f"{n} {failed}\\n")
 """)
 
-# The IDs of the visible records of a host, read from its database.
-IDS = (
-    "import sqlite3, sys; db = sqlite3.connect(f'file:{sys.argv[1]}?mode=ro', uri=True); "
-    "print('\\n'.join(r[0] for r in db.execute('SELECT id FROM pages WHERE _deleted = 0')))"
-)
-
 
 class Chaos:
     def __init__(self, fleet, say):
         self.fleet = fleet
         self.say = say
         self.rows: list[str] = []
-        hv = fleet.hosts
-        self.plan = [{"name": hv[h]["edgesync_name"], "host": h, "role": hv[h]["edgesync_role"],
-                      "farm": hv[h].get("edgesync_farm"),
-                      "trusted": hv[h].get("edgesync_trusted") or []} for h in hv]  # fmt: skip
-        self.host_of = {p["name"]: p["host"] for p in self.plan}
         for edge in EDGES:
             fleet.run(edge, "sh", "-c", "cat > /tmp/chaos_writer.py", input=WRITER)
 
@@ -96,36 +83,12 @@ class Chaos:
 
     # -- sync ------------------------------------------------------------------
 
-    def round(self) -> list[str]:
-        """One sync round in topology order with the agents; the failed links."""
-        failed = []
-        for link in topology.links(self.plan):
-            res = self.fleet.agent(self.host_of[link["initiator"]], link["action"],
-                                   link["target"], check=False)  # fmt: skip
-            if res.returncode != 0:
-                failed.append(f"{link['label']}: exit {res.returncode}: {res.stderr.strip()}")
-        return failed
-
-    def ids(self, host: str) -> set[str]:
-        db = f"{self.fleet.facts['edgesync_data_dir']}/edgesync.db"
-        return set(self.fleet.run(host, self.fleet.python, "-c", IDS, db).stdout.split())
-
-    def digests(self) -> dict[str, str]:
-        return {h: self.fleet.agent(h, "digest").stdout.strip() for h in self.fleet.hosts}
-
     def converge(self, fault: str, acked: dict[str, list[str]], recovered: float) -> None:
         """Sync rounds until every acknowledged write is on the master and all
         digests agree; check it, print the fault's row."""
         made = sum(len(ids) for ids in acked.values())
         wanted = {rid for ids in acked.values() for rid in ids}
-        rounds = 0
-        while rounds < 5:
-            rounds += 1
-            failed = self.round()
-            present = wanted & self.ids("master01")
-            digests = self.digests()
-            if not failed and present == wanted and len(set(digests.values())) == 1:
-                break
+        failed, present, digests, rounds = self.fleet.converge(wanted)
         took = time.monotonic() - recovered
         self.rows.append(f"{fault:44s} {made:7d} {len(present):8d} {took:9.0f} s {rounds:3d}")
         self.say(self.rows[-1])
@@ -172,7 +135,7 @@ class Chaos:
 @pytest.fixture(scope="module")
 def chaos(built, fleet, say):
     c = Chaos(fleet, say)
-    assert c.round() == []  # start converged
+    assert fleet.sync_round() == []  # start converged
     say(f"{'fault':44s} {'writes':>7s} {'present':>8s} {'converge':>11s} rounds")
     yield c
     say("chaos table\n" + "\n".join(c.rows))
@@ -323,7 +286,7 @@ def test_a_nodes_key_removed_from_the_inventory_then_site_yml(chaos, fleet, tmp_
 
 def test_after_the_faults_a_converged_fleet_has_an_empty_outbox(chaos, fleet):
     for _ in range(2):  # the second round moves cursors past what the first brought
-        assert chaos.round() == []
+        assert chaos.fleet.sync_round() == []
     for host in fleet.hosts:
         status = fleet.agent_json(host, "status", "--json")
         assert (status["outbox_pending"], status["outbox_stream"]) == (0, 0), (

@@ -106,7 +106,7 @@ def test_a_failed_edge_rolls_back_stops_the_rollout_and_loses_nothing(cycle, fle
                for ev in rehearsal.events if ev.get("event") == "runner_on_ok"}  # fmt: skip
     assert ("edge03", "Drain") in started and ("edge04", "Drain") not in started
     figures = run.figures(logs)
-    failed, present, digests = run.converge(figures["acked"])
+    failed, present, digests, _rounds = fleet.converge(figures["acked"])
     down = figures["downtime"]["edge03"]
     say(f"rehearsal: writes made {figures['made']}, acknowledged {len(figures['acked'])}, "
         f"present on the master {len(present)}; edge03 down {down:.1f} s")  # fmt: skip

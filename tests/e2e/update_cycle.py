@@ -15,8 +15,6 @@ import textwrap
 import time
 from typing import ClassVar
 
-from edgesync import topology
-
 # Runs on a host: `write` a record, or `read` one back, RATE times a second
 # until told to stop; each attempt is logged `TIME ok ID` or `TIME err WHY`.
 AGENT_LOOP = textwrap.dedent("""
@@ -50,12 +48,6 @@ AGENT_LOOP = textwrap.dedent("""
             time.sleep(max(0.0, 1 / float(rate) - (time.time() - began)))
     open(base + ".done", "w").close()
 """)
-
-# The IDs of the visible records of a host, read from its database.
-IDS = (
-    "import sqlite3, sys; db = sqlite3.connect(f'file:{sys.argv[1]}?mode=ro', uri=True); "
-    "print('\\n'.join(r[0] for r in db.execute('SELECT id FROM pages WHERE _deleted = 0')))"
-)
 
 
 def longest_gap(events: list[tuple[float, bool]], end: float) -> float:
@@ -95,7 +87,7 @@ def fewest_serving(edges: int, spans: list[list[tuple[float, float]]]) -> int:
 
 
 class Cycle:
-    """Writers, readers and the sync rounds of the update cycle on a Fleet."""
+    """The writers and readers of the update cycle on a Fleet, and their figures."""
 
     # Writes a second by role, and reads a second on one edge per farm.
     WRITE_RATE: ClassVar[dict[str, int]] = {"edge": 10, "node": 2, "master": 2}
@@ -104,11 +96,7 @@ class Cycle:
     def __init__(self, fleet, say):
         self.fleet = fleet
         self.say = say
-        hv = fleet.hosts
-        self.plan = [{"name": hv[h]["edgesync_name"], "host": h, "role": hv[h]["edgesync_role"],
-                      "farm": hv[h].get("edgesync_farm"),
-                      "trusted": hv[h].get("edgesync_trusted") or []} for h in hv]  # fmt: skip
-        self.host_of = {p["name"]: p["host"] for p in self.plan}
+        self.plan = fleet.plan
         self.farms: dict[str, list[str]] = {}
         for p in self.plan:
             if p["role"] == "edge":
@@ -156,37 +144,6 @@ class Cycle:
             entries = [line.split(" ", 2) for line in lines]
             logs[base.rsplit("-", 1)[1]][host] = [(float(t), s == "ok", x) for t, s, x in entries]
         return logs
-
-    # -- sync and verification -------------------------------------------------
-
-    def round(self) -> list[str]:
-        """One sync round in topology order with the agents; the failed links."""
-        failed = []
-        for link in topology.links(self.plan):
-            res = self.fleet.agent(self.host_of[link["initiator"]], link["action"],
-                                   link["target"], check=False)  # fmt: skip
-            if res.returncode != 0:
-                failed.append(f"{link['label']}: exit {res.returncode}: {res.stderr.strip()}")
-        return failed
-
-    def ids(self, host: str) -> set[str]:
-        db = f"{self.fleet.facts['edgesync_data_dir']}/edgesync.db"
-        return set(self.fleet.run(host, self.fleet.python, "-c", IDS, db).stdout.split())
-
-    def digests(self) -> dict[str, str]:
-        return {h: self.fleet.agent(h, "digest").stdout.strip() for h in self.fleet.hosts}
-
-    def converge(self, acked: set[str], rounds: int = 4) -> tuple[list[str], set[str], dict]:
-        """Sync rounds until every acknowledged write is on the master and all
-        digests agree (or ``rounds`` ran): the last round's failures, what is
-        present on the master, the digests."""
-        for _ in range(rounds):
-            failed = self.round()
-            present = acked & self.ids(self.host_of["MASTER01"])
-            digests = self.digests()
-            if not failed and present == acked and len(set(digests.values())) == 1:
-                break
-        return failed, present, digests
 
     def figures(self, logs: dict) -> dict:
         """Per-host downtime, fewest serving edges per farm, writes and reads."""

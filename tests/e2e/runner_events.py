@@ -113,14 +113,18 @@ def lxd_exec_failure(runner, lxd_hosts: set[str]) -> str | None:
     return None
 
 
-def host_spans(runner) -> dict[str, float]:
-    """Seconds from each host's first task to its last (its turn in a serial play)."""
+def host_spans(runner, plays: str = "") -> dict[str, float]:
+    """Seconds from each host's first task to its last in the plays whose names
+    begin with ``plays`` (its turn in a serial play)."""
     first: dict[str, str] = {}
     last: dict[str, str] = {}
     for ev in runner.events:
         data = ev.get("event_data") or {}
-        if ev.get("event") in ("runner_on_ok", "runner_on_failed", "runner_on_skipped") and (
-            data.get("start") and data.get("end")
+        if (
+            ev.get("event") in ("runner_on_ok", "runner_on_failed", "runner_on_skipped")
+            and data.get("start")
+            and data.get("end")
+            and str(data.get("play", "")).startswith(plays)
         ):
             host = data["host"]
             first[host] = min(first.get(host, data["start"]), data["start"])

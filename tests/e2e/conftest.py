@@ -13,7 +13,7 @@ from pathlib import Path
 import ansible_runner
 import pytest
 import yaml
-from runner_events import failures, host_seconds, lxd_exec_failure
+from runner_events import failures, host_seconds
 from update_cycle import Cycle
 
 from edgesync import topology
@@ -34,7 +34,6 @@ class Fleet:
         self.say = say
         self.inventory = inventory
         self.hosts = _inventory_hosts(inventory)
-        self.retried: list[str] = []
         self.facts = FACTS  # the shared fleet facts (playbooks/group_vars/all)
 
     def _run(self, project: Path = REPO, **kwargs) -> ansible_runner.Runner:
@@ -64,45 +63,19 @@ class Fleet:
             **kwargs,
         )
 
-    def _lxd_hosts(self) -> set[str]:
-        return {h for h, hv in self.hosts.items() if hv.get("edgesync_provider") == "lxd"}
-
-    def _again_if_lxd_failed(self, label: str, run) -> ansible_runner.Runner:
-        """Run again (twice at most) only when LXD's exec let the run down.
-
-        Debian 12's LXD (5.0.2) now and then loses the output of `lxc exec`,
-        drops an `lxc file push`, or hangs, when several run at once. Only those
-        exact symptoms (see runner_events) earn a rerun, and each is printed
-        with the task and message that caused it; any other failure is a fault
-        and fails the test as it is.
-        """
-        runner = run()
-        for _attempt in range(2):
-            why = lxd_exec_failure(runner, self._lxd_hosts())
-            if why is None:
-                break
-            self.retried.append(f"{label}: {why}")
-            self.say(f"RERUN {label} after an LXD exec failure: {why[:600]}")
-            runner = run()
-        return runner
-
     def playbook(self, name: str, project: Path = REPO, **kwargs) -> ansible_runner.Runner:
-        """Run a playbook; its wall time (reruns included) is runner.wall_seconds."""
+        """Run a playbook once (a failure is a failure); its wall time is runner.wall_seconds."""
         started = time.monotonic()
-        runner = self._again_if_lxd_failed(
-            name,
-            lambda: self._run(project, playbook=str(project / "playbooks" / name), **kwargs),
-        )
+        runner = self._run(project, playbook=str(project / "playbooks" / name), **kwargs)
         runner.wall_seconds = time.monotonic() - started
         return runner
 
     def module(self, hosts: str, module: str, args: str = "", **kwargs) -> ansible_runner.Runner:
-        """Run a module once: a refusal under test must not be run again."""
-        return self._run(host_pattern=hosts, module=module, module_args=args, **kwargs)
-
-    def module_ok(self, hosts: str, module: str, args: str = "", **kwargs) -> ansible_runner.Runner:
-        """A module run expected to succeed, run again only like playbook()."""
-        return self._again_if_lxd_failed(module, lambda: self.module(hosts, module, args, **kwargs))
+        """Run a module once, ad hoc, with the playbooks' shared facts (the
+        controller's SSH config among them)."""
+        cmdline = f"--playbook-dir {REPO / 'playbooks'} {kwargs.pop('cmdline', '')}"
+        return self._run(host_pattern=hosts, module=module, module_args=args, cmdline=cmdline,
+                         **kwargs)  # fmt: skip
 
     def agent(self, host: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run the agent on a host as its own user, as an operator would."""
@@ -265,7 +238,7 @@ def built(cycle, previous_fleet):
 
 
 def report(say, label, runner):
-    """Print a playbook's wall time (reruns included) and each host's seconds in tasks."""
+    """Print a playbook's wall time and each host's seconds in tasks."""
     lines = [f"{label}: {runner.wall_seconds:.0f} s wall, status {runner.status}"]
     lines += [f"  {h:9s} {s:6.1f} s in tasks" for h, s in host_seconds(runner).items()]
     say("\n".join(lines))
@@ -286,5 +259,4 @@ def fleet(tmp_path_factory, say):
         if shutil.which(tool) is None:
             pytest.fail(f"{tool} is not installed: run the README's test command")
     fleet = Fleet(tmp_path_factory.mktemp("fleet"), REPO / "inventory" / "local", say)
-    yield fleet
-    say(f"end-to-end reruns after LXD exec failures: {len(fleet.retried)}")
+    return fleet

@@ -84,7 +84,7 @@ def test_writes_on_every_edge_reach_the_master_and_all_agree(built, fleet):
     for ids in made.values():
         for rid in ids:
             assert fleet.agent_json("master01", "get", "pages", rid)["id"] == rid
-    info = fleet.module_ok("all", "edgesync_info")
+    info = fleet.module("all", "edgesync_info")
     assert info.rc == 0, failures(info)
     digests = {
         ev["event_data"]["host"]: ev["event_data"]["res"]["digest"]
@@ -107,7 +107,7 @@ def test_an_edge_pushing_to_the_master_is_refused(built, fleet):
 
 def test_check_mode_reports_and_sends_nothing(built, fleet):
     fleet.agent("edge03", "put", "pages", "--data", '{"title": "dry"}')
-    run = fleet.module_ok("node02", "edgesync_pull", "peer=EDGE03", cmdline="--check")
+    run = fleet.module("node02", "edgesync_pull", "peer=EDGE03", cmdline="--check")
     assert run.rc == 0, failures(run)
     res = next(e["event_data"]["res"] for e in run.events if e.get("event") == "runner_on_ok")
     assert res["would_receive"] >= 1 and res["changed"]

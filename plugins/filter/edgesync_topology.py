@@ -15,9 +15,6 @@ from edgesync import topology
 from edgesync.config import TIMEOUTS, ConfigError, dump, parse
 
 PROVIDERS = ("lxd", "docker")
-# Where provisioning makes containers; other provider hosts are refused until
-# provisioning on them is built, rather than quietly made here.
-PROVIDER_HOSTS = ("localhost",)
 # Stands in for addresses, known only once hosts are provisioned, when validating.
 UNKNOWN_ADDRESS = "0.0.0.0"
 
@@ -83,12 +80,16 @@ def edgesync_toml(config: dict) -> str:
     return dump(config)
 
 
-def edgesync_topology_errors(fleet: list[dict], extra_links: list, settings: dict) -> list[str]:
+def edgesync_topology_errors(
+    fleet: list[dict], extra_links: list, settings: dict, inventory: list | None = None
+) -> list[str]:
     """Every violation in the fleet, each a sentence naming the host: inventory
-    groups and providers here, each host's agent config (made with ``settings``,
-    as the agent role writes it) by the agent's own parser, and the topology
-    across hosts by edgesync.topology."""
+    groups and providers here (a provider host is ``localhost`` or another host
+    of ``inventory``, not an edgesync host), each host's agent config (made with
+    ``settings``, as the agent role writes it) by the agent's own parser, and the
+    topology across hosts by edgesync.topology."""
     errors = []
+    fleet_hosts = {h["host"] for h in fleet}
     for h in fleet:
         where = f"host {h['host']}"
         role = h.get("role")
@@ -100,11 +101,14 @@ def edgesync_topology_errors(fleet: list[dict], extra_links: list, settings: dic
                 errors.append(f"{where}: in group {other} but edgesync_role is {role!r}")
         if h.get("provider") not in PROVIDERS:
             errors.append(f"{where}: edgesync_provider {h.get('provider')!r} must be lxd or docker")
-        if h.get("provider_host") not in PROVIDER_HOSTS:
+        provider_host = h.get("provider_host")
+        if provider_host in fleet_hosts:
             errors.append(
-                f"{where}: edgesync_provider_host {h.get('provider_host')!r}: containers are "
-                f"made on the controller only (localhost) for now"
+                f"{where}: edgesync_provider_host {provider_host!r} is an edgesync host; "
+                f"name the machine its container runs on"
             )
+        elif provider_host != "localhost" and provider_host not in (inventory or ()):
+            errors.append(f"{where}: edgesync_provider_host {provider_host!r} is not in the inventory")
     errors += _config_errors(fleet, settings, with_peers=False)
     errors += topology.name_errors(fleet)
     if not errors:

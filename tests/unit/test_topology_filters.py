@@ -97,8 +97,10 @@ def test_every_violation_is_listed_at_once():
         host("master02", "MASTER02", "master", groups=["edges"]),   # wrong group
         host("master03", "MASTER03", "master", farm="lon-a"),       # a farm on a master
         host("edge13", "EDGE13", "edge", farm="x", edgesync_provider_host="lon-host-1"),
+        host("edge14", "EDGE14", "edge", farm="x", edgesync_provider_host="node02"),
+        host("edge15", "EDGE15", "edge", farm="x", edgesync_provider_host="par-host-1"),
     ])  # fmt: skip
-    errors = edgesync_topology_errors(fleet_of(bad), [], SETTINGS)
+    errors = edgesync_topology_errors(fleet_of(bad), [], SETTINGS, [*bad, "par-host-1"])
     text = "\n".join(errors)
     for expected in [
         "host edge09: invalid config: node.name = 'edge09': must match [A-Z0-9]{1,16}",
@@ -109,9 +111,11 @@ def test_every_violation_is_listed_at_once():
         "host edge12: edgesync_provider 'vm'",
         "host master02: role master but not in group masters",
         "host master03: invalid config: node.farm = 'lon-a': only edges",
-        "host edge13: edgesync_provider_host 'lon-host-1'",
+        "host edge13: edgesync_provider_host 'lon-host-1' is not in the inventory",
+        "host edge14: edgesync_provider_host 'node02' is an edgesync host",
     ]:
         assert expected in text, (expected, errors)
+    assert "edge15" not in text  # a provider host of the inventory
 
 
 def test_a_link_that_breaks_the_rules_is_a_violation():

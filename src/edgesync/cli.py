@@ -16,7 +16,7 @@ import os
 import sqlite3
 import sys
 
-from . import __version__, agent, migrations, protocol
+from . import __version__, agent, migrations, protocol, reads
 from .config import load as load_config
 from .db import Database
 from .errors import BadInput, EdgesyncError, StorageError, SyncError, one_line
@@ -178,9 +178,24 @@ def cmd_backup(args) -> int:
 
 
 def cmd_digest(args) -> int:
+    """The digest as one hex line; with --json also per table; with --table, the
+    buckets (or records) of one table under --prefix, for narrowing a difference."""
+    if args.table is None:
+        if args.prefix is not None:
+            raise BadInput("--prefix needs --table")
+    else:
+        reads.check_prefix(args.prefix or "")
+        if not args.json:
+            raise BadInput("--table answers in JSON only: add --json")
     store = open_store(args)
     store.check_schema()
-    print(store.digest())
+    if args.table is not None:
+        spec = reads.spec_of(store.config, args.table)
+        _print(reads.buckets(store.db, spec, args.prefix or ""))
+    elif args.json:
+        _print(reads.digest_tables(store.db, store.config))
+    else:
+        print(store.digest())
     return 0
 
 
@@ -254,6 +269,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_backup)
 
     s = sub.add_parser("digest", help="a digest of the visible content, equal on synced nodes")
+    s.add_argument("--json", action="store_true", help="the total and each table's digest and rows")
+    s.add_argument("--table", help="the rows of this table under --prefix, in buckets or records")
+    s.add_argument(
+        "--prefix", help="lowercase hex: rows whose sha256(id) starts with it (default '')"
+    )
     s.set_defaults(fn=cmd_digest)
     return p
 

@@ -23,6 +23,7 @@ _load("ansible.module_utils.edgesync_agent", PLUGINS / "module_utils" / "edgesyn
 push = _load("edgesync_push", PLUGINS / "modules" / "edgesync_push.py")
 pull = _load("edgesync_pull", PLUGINS / "modules" / "edgesync_pull.py")
 info = _load("edgesync_info", PLUGINS / "modules" / "edgesync_info.py")
+digest = _load("edgesync_digest", PLUGINS / "modules" / "edgesync_digest.py")
 
 
 def run(module, capsys, farm, node, check=False, **args):
@@ -67,3 +68,16 @@ def test_info_reports_status_and_digest(farm, capsys):
     assert rc == 0 and not res["changed"]
     assert res["status"]["node"] == "EDGE01" and res["status"]["rows"] == {"pages": 1}
     assert res["digest"] == farm.store("EDGE01").digest()
+
+
+def test_digest_answers_the_totals_then_a_tables_buckets_and_refuses_a_bad_prefix(farm, capsys):
+    for i in range(3):
+        farm.put("EDGE01", title=f"t{i}")
+    rc, totals = run(digest, capsys, farm, "EDGE01", check=True)
+    assert rc == 0 and not totals["changed"]
+    assert totals["digest"] == farm.store("EDGE01").digest()
+    assert totals["tables"]["pages"]["rows"] == 3
+    rc, pages = run(digest, capsys, farm, "EDGE01", table="pages")
+    assert rc == 0 and not pages["changed"] and pages["rows"] == 3 and len(pages["records"]) == 3
+    rc, bad = run(digest, capsys, farm, "EDGE01", table="pages", prefix="XY")
+    assert rc == 1 and bad["failed"] and bad["rc"] == 2 and "invalid prefix 'XY'" in bad["msg"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -76,6 +77,14 @@ class Fleet:
         cmdline = f"--playbook-dir {REPO / 'playbooks'} {kwargs.pop('cmdline', '')}"
         return self._run(host_pattern=hosts, module=module, module_args=args, cmdline=cmdline,
                          **kwargs)  # fmt: skip
+
+    @functools.cached_property
+    def admin_dir(self) -> str:
+        """The controller's administration directory, as the playbooks resolve it."""
+        run = self.module("localhost", "ansible.builtin.debug", "var=edgesync_admin_dir")
+        answer = next(ev["event_data"]["res"] for ev in run.events
+                      if ev.get("event") == "runner_on_ok")  # fmt: skip
+        return answer["edgesync_admin_dir"]
 
     def agent(self, host: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run the agent on a host as its own user, as an operator would."""

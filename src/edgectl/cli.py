@@ -1,0 +1,223 @@
+"""edgectl: the operator's tool. It drives the project's playbooks and modules
+through ansible-runner and reads the fleet's answers.
+
+    edgectl up | sync | rollout | down     site.yml, sync.yml, upgrade.yml, teardown.yml
+    edgectl status                         one table for the fleet
+    edgectl verify                         prove convergence, or narrow down the difference
+    edgectl graph                          draw who may push to and pull from whom
+
+Exit codes: 0 done (status: no host needs attention; verify: all agree),
+1 the fleet let it down (a failed task, an unreachable host, a host needing
+attention, differing content), 2 bad usage or input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from edgesync.errors import one_line
+
+from . import graph as graphs
+from . import project, verify
+from . import status as statuses
+from .errors import FLEET, OK, USAGE, UsageError
+from .run import Ansible, Result
+
+HOSTS = "masters:nodes:edges"
+# A log or a pipe gets lines wide enough for the status table.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False)
+
+
+def _common(fn):
+    fn = click.option("--json", "as_json", is_flag=True, help="Print JSON only (for CI).")(fn)
+    fn = click.option("-l", "--limit", metavar="PATTERN",
+                      help="Only these hosts (an Ansible host pattern).")(fn)  # fmt: skip
+    fn = click.option("-i", "--inventory", metavar="PATH",
+                      help="The inventory (default: inventory/local).")(fn)  # fmt: skip
+    return fn
+
+
+def _context(inventory: str | None, limit: str | None, as_json: bool):
+    root = project.project_dir()
+    inv = project.inventory_path(root, inventory)
+    return root, inv, Ansible(root, inv, limit, quiet=False)
+
+
+def _extravars(pairs: tuple[str, ...]) -> dict:
+    out_ = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"-e {pair!r}: expected KEY=VALUE")
+        out_[key] = value
+    return out_
+
+
+def _finish(result: Result, as_json: bool) -> int:
+    """Print a run's summary (or its JSON) and give its exit code."""
+    if as_json:
+        print(json.dumps(result.as_json(), indent=2))
+    else:
+        t = Table(title=f"{result.label}: {result.status} in {result.seconds:.0f} s",
+                  title_justify="left", header_style="bold")  # fmt: skip
+        for col in ("host", "ok", "changed", "failed", "unreachable"):
+            t.add_column(col, justify="left" if col == "host" else "right")
+        for host, c in sorted(result.hosts.items()):
+            bad = c["failed"] or c["unreachable"]
+            t.add_row(f"[red]{host}[/red]" if bad else host, str(c["ok"]), str(c["changed"]),
+                      str(c["failed"]), str(c["unreachable"]))  # fmt: skip
+        out.print(t)
+        for line in result.failures:
+            out.print(f"[red]failed[/red] {one_line(line)}", markup=True)
+    return OK if result.ok else FLEET
+
+
+def _playbook(name: str, inventory, limit, as_json, extravars: dict | None = None) -> int:
+    _root, _inv, ansible = _context(inventory, limit, as_json)
+    return _finish(ansible.playbook(name, extravars), as_json)
+
+
+@click.group(help=__doc__.split("\n\n")[0])
+def main_group():
+    pass
+
+
+@main_group.command(help="Build or converge the fleet (site.yml).")
+@_common
+@click.option("-e", "--extra-vars", "extra", multiple=True, metavar="KEY=VALUE")
+def up(inventory, limit, as_json, extra):
+    return _playbook("site.yml", inventory, limit, as_json, _extravars(extra))
+
+
+@main_group.command(help="One sync round in topology order (sync.yml).")
+@_common
+def sync(inventory, limit, as_json):
+    return _playbook("sync.yml", inventory, limit, as_json)
+
+
+@main_group.command(help="A rolling update to this checkout's release (upgrade.yml).")
+@_common
+@click.option("-e", "--extra-vars", "extra", multiple=True, metavar="KEY=VALUE")
+def rollout(inventory, limit, as_json, extra):
+    return _playbook("upgrade.yml", inventory, limit, as_json, _extravars(extra))
+
+
+@main_group.command(help="Remove the containers (teardown.yml); --all: everything edgesync made.")
+@_common
+@click.option("--all", "everything", is_flag=True, help="Images, LXD project, keys too.")
+def down(inventory, limit, as_json, everything):
+    return _playbook("teardown.yml", inventory, limit, as_json,
+                     {"teardown_all": "true"} if everything else {})  # fmt: skip
+
+
+@main_group.command(
+    name="status", help="One table for the fleet; hosts needing attention marked (exit 1)."
+)
+@_common
+def status_(inventory, limit, as_json):
+    root, inv, ansible = _context(inventory, limit, as_json)
+    fleet = _limited(project.fleet_of(project.read_inventory(root, inv)), limit, ansible)
+    ansible.quiet = True
+    result = ansible.module(HOSTS, "edgesync_info")
+    unreachable = _unreachable(result)
+    rows_ = statuses.rows(fleet, result.results, unreachable)
+    needs = statuses.attention_lines(rows_)
+    if as_json:
+        print(json.dumps({"hosts": rows_, "attention": needs, "seconds": round(result.seconds, 1)},
+                         indent=2))  # fmt: skip
+    else:
+        ok = len(rows_) - len({r["host"] for r in rows_ if r["attention"]})
+        out.print(statuses.table(rows_, f"edgesync fleet: {ok} of {len(rows_)} hosts fine "
+                                      f"({result.seconds:.1f} s)"))  # fmt: skip
+        for line in needs:
+            out.print(f"[red]![/red] {one_line(line)}")
+    return FLEET if needs else OK
+
+
+@main_group.command(
+    name="verify", help="Prove every host holds the same content, or name where it differs."
+)
+@_common
+@click.option("--max-records", default=50, show_default=True, help="Records to list at most.")
+def verify_(inventory, limit, as_json, max_records):
+    root, inv, ansible = _context(inventory, limit, as_json)
+    fleet = _limited(project.fleet_of(project.read_inventory(root, inv)), limit, ansible)
+    names = {h["host"]: h["name"] for h in fleet}
+    ansible.quiet = True
+
+    def ask(table: str | None, prefix: str) -> dict[str, dict]:
+        args = "" if table is None else f"table={table} prefix={prefix}"
+        res = ansible.module(HOSTS, "edgesync_digest", args)
+        keep = ("digest", "tables", "table", "prefix", "rows", "buckets", "records")
+        return {names.get(h, h): {k: v for k, v in r.items() if k in keep}
+                for h, r in res.results.items()}  # fmt: skip
+
+    report = verify.narrow(ask, [h["name"] for h in fleet], max_records=max_records)
+    if as_json:
+        print(json.dumps(report, indent=2))
+    else:
+        for line in verify.summary_lines(report):
+            out.print(one_line(line))
+    return OK if report["agree"] else FLEET
+
+
+@main_group.command(help="Draw the topology (SVG and DOT; PNG too where Graphviz is installed).")
+@click.option("-i", "--inventory", metavar="PATH")
+@click.option("-o", "--out", "where", default="fleet", show_default=True,
+              help="Path of the files to write, without suffix.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True)
+def graph(inventory, where, as_json):
+    root = project.project_dir()
+    inv = project.inventory_path(root, inventory)
+    fleet = project.fleet_of(project.read_inventory(root, inv))
+    written = graphs.render(fleet, Path(where))
+    if as_json:
+        print(json.dumps({"files": [str(p) for p in written]}))
+    else:
+        for p in written:
+            out.print(str(p))
+    return OK
+
+
+def _limited(fleet: list[dict], limit: str | None, ansible: Ansible) -> list[dict]:
+    """The fleet's hosts that --limit selects (as Ansible resolves the pattern)."""
+    if not limit:
+        return fleet
+    listed = ansible.list_hosts(HOSTS)
+    if not listed:
+        raise UsageError(f"--limit {limit!r} selects no host of the fleet")
+    return [h for h in fleet if h["host"] in listed]
+
+
+def _unreachable(result: Result) -> dict[str, str]:
+    return {line.split(":", 1)[0]: line.split(": ", 2)[-1] for line in result.failures}
+
+
+def main(argv: list[str] | None = None) -> int:
+    # ansible-runner looks for the ansible-* commands on PATH: those beside
+    # the Python running edgectl (its virtualenv) come first.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
+    try:
+        rc = main_group.main(args=argv, prog_name="edgectl", standalone_mode=False)
+    except UsageError as exc:
+        err.print(f"edgectl: {one_line(str(exc))}", markup=False)
+        return USAGE
+    except click.UsageError as exc:
+        err.print(f"edgectl: {one_line(exc.format_message())}", markup=False)
+        return USAGE
+    except click.exceptions.Abort:
+        err.print("edgectl: interrupted", markup=False)
+        return FLEET
+    return rc if isinstance(rc, int) else OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Runs the project's playbooks and modules through ansible-runner and follows
+their events: the live progress, the per-host results and the failures.
+
+Progress goes to stderr (a live line on a terminal, one line per finished
+task otherwise, as in CI logs); results are returned for the command to print,
+so ``--json`` keeps stdout for JSON only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ansible_runner
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from edgesync.errors import one_line
+
+_DONE = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_unreachable": "unreachable",
+    "runner_on_skipped": "skipped",
+}
+
+
+@dataclass
+class Task:
+    name: str
+    started: float
+    counts: dict = field(default_factory=dict)
+
+    def count(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+    def line(self, now: float) -> str:
+        done = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())) or "running"
+        return f"{now - self.started:6.1f}s  {self.name}  [{done}]"
+
+
+@dataclass
+class Result:
+    """One run: its status, per-host results and failures, and its wall time."""
+
+    label: str
+    rc: int
+    status: str
+    seconds: float
+    hosts: dict = field(default_factory=dict)  # host -> {ok, changed, failed, unreachable}
+    failures: list = field(default_factory=list)  # "host: task: message"
+    results: dict = field(default_factory=dict)  # host -> the module's result (ad-hoc)
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and not self.failures
+
+    def as_json(self) -> dict:
+        return {"run": self.label, "ok": self.ok, "rc": self.rc, "status": self.status,
+                "seconds": round(self.seconds, 1), "hosts": self.hosts,
+                "failures": self.failures}  # fmt: skip
+
+
+class Progress:
+    """Follows a run's events and shows where it is."""
+
+    def __init__(self, label: str, console: Console, quiet: bool = False):
+        self.label = label
+        self.console = console
+        self.quiet = quiet
+        self.start = time.monotonic()
+        self.task: Task | None = None
+        self.hosts: dict[str, dict] = {}
+        self.failures: list[str] = []
+        self.results: dict[str, dict] = {}
+        self.live: Live | None = None
+
+    # -- the event stream -------------------------------------------------------
+
+    def __call__(self, event: dict) -> bool:
+        kind = event.get("event", "")
+        data = event.get("event_data") or {}
+        now = time.monotonic()
+        if kind == "playbook_on_play_start":
+            self._finish_task(now)
+            self._say(f"[bold]{data.get('play', '')}[/bold]")
+        elif kind == "playbook_on_task_start":
+            self._finish_task(now)
+            self.task = Task(data.get("task", ""), now)
+        elif kind in _DONE or kind == "runner_on_ok":
+            self._host_done(kind, data)
+        if self.live is not None:
+            self.live.update(self._status_line(now))
+        return True
+
+    def _host_done(self, kind: str, data: dict) -> None:
+        host = data.get("host", "?")
+        res = data.get("res") or {}
+        what = _DONE[kind]
+        if what == "ok" and res.get("changed"):
+            what = "changed"
+        if data.get("ignore_errors") and what == "failed":
+            what = "ignored"
+        tally = self.hosts.setdefault(host, {"ok": 0, "changed": 0, "failed": 0,
+                                             "unreachable": 0, "skipped": 0})  # fmt: skip
+        if what in tally:
+            tally[what] += 1
+        if what == "changed":
+            tally["ok"] += 1
+        if self.task is not None:
+            self.task.count(what)
+        if what in ("failed", "unreachable"):
+            line = f"{host}: {data.get('task') or self.label}: {_message(res)}"
+            self.failures.append(line)
+            self._say(f"[red]{what.upper()}[/red] {one_line(line)}")
+        if what in ("ok", "changed"):
+            self.results[host] = res  # the last answer (an ad-hoc module's)
+
+    def _finish_task(self, now: float) -> None:
+        if self.task is not None and self.task.counts:
+            self._say(self.task.line(now), markup=False)
+        self.task = None
+
+    def _status_line(self, now: float) -> Text:
+        task = self.task.name if self.task else "starting"
+        counts = (
+            ", ".join(f"{k} {v}" for k, v in sorted(self.task.counts.items())) if self.task else ""
+        )
+        return Text(f"{self.label} {now - self.start:5.0f}s  {task}  {counts}", style="cyan")
+
+    def _say(self, text: str, markup: bool = True) -> None:
+        if not self.quiet:
+            self.console.print(text, markup=markup, highlight=False)
+
+    # -- the run's frame ----------------------------------------------------------
+
+    def __enter__(self) -> Progress:
+        if not self.quiet and self.console.is_terminal:
+            self.live = Live(self._status_line(self.start), console=self.console,
+                             refresh_per_second=4, transient=True)  # fmt: skip
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._finish_task(time.monotonic())
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+
+def _message(res: dict) -> str:
+    msg = str(res.get("msg") or "")
+    err = str(res.get("stderr") or res.get("module_stderr") or "").strip()
+    if err and err not in msg:
+        msg = f"{msg}: {err.splitlines()[-1]}" if msg else err.splitlines()[-1]
+    return msg or "failed"
+
+
+class Ansible:
+    """The project's playbooks and modules, run through ansible-runner."""
+
+    def __init__(self, project: Path, inventory: Path, limit: str | None = None,
+                 quiet: bool = False, console: Console | None = None):  # fmt: skip
+        self.project = project
+        self.inventory = inventory
+        self.limit = limit
+        self.quiet = quiet
+        self.console = console or Console(
+            stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160
+        )
+
+    def _run(self, label: str, **kwargs) -> Result:
+        envvars = {
+            "ANSIBLE_CONFIG": str(self.project / "ansible.cfg"),
+            # The ansible-* commands beside the Python running edgectl.
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        }
+        with tempfile.TemporaryDirectory(prefix="edgectl-") as private:
+            with Progress(label, self.console, self.quiet) as progress:
+                runner = ansible_runner.run(
+                    private_data_dir=private,
+                    project_dir=str(self.project),
+                    inventory=str(self.inventory),
+                    limit=self.limit,
+                    envvars=envvars,
+                    quiet=True,
+                    event_handler=progress,
+                    **kwargs,
+                )
+            seconds = time.monotonic() - progress.start
+        return Result(label, runner.rc, runner.status, seconds, progress.hosts,
+                      progress.failures, progress.results)  # fmt: skip
+
+    def playbook(self, name: str, extravars: dict | None = None) -> Result:
+        return self._run(name, playbook=str(self.project / "playbooks" / name),
+                         extravars=extravars or {})  # fmt: skip
+
+    def list_hosts(self, pattern: str) -> set[str]:
+        """The hosts of ``pattern`` under this --limit, as Ansible resolves them."""
+        args = [pattern, "-i", str(self.inventory), "--list-hosts"]
+        if self.limit:
+            args += ["--limit", self.limit]
+        text, _err, rc = ansible_runner.run_command(
+            executable_cmd=str(Path(sys.executable).parent / "ansible"),
+            cmdline_args=args,
+            envvars={"ANSIBLE_CONFIG": str(self.project / "ansible.cfg")},
+            quiet=True,
+        )
+        if rc != 0:
+            return set()
+        return {line.strip() for line in text.splitlines()[1:] if line.strip()}
+
+    def module(self, pattern: str, module: str, args: str = "") -> Result:
+        """A module on the hosts of ``pattern``, ad hoc, with the playbooks'
+        shared facts (the controller's SSH config among them)."""
+        return self._run(module, host_pattern=pattern, module=module, module_args=args,
+                         cmdline=f"--playbook-dir {self.project / 'playbooks'}")  # fmt: skip

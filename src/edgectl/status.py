@@ -1,0 +1,151 @@
+"""The fleet's status as one table: each host's agent answer (edgesync_info)
+joined with the inventory, and the hosts that need attention marked.
+
+A host needs attention when it did not answer, its Redis is not ok, it runs another release than the
+master, holds other content than the master (while nothing is pending), has
+changes waiting in its outbox with no successful sync for a while, has a link
+whose last session failed, or refused a peer recently.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rich.table import Table
+
+from edgesync import topology
+
+# A link or outbox older than this, in seconds, is stale (the timers run every
+# few minutes; an operator looks after one that has not synced in ten).
+STALE_S = 600
+
+
+def rows(fleet: list[dict], answers: dict[str, dict], unreachable: dict[str, str]) -> list[dict]:
+    """One row per host of the fleet, in the fleet's order."""
+    master = next((h["host"] for h in fleet if h["role"] == "master"), None)
+    reference = answers.get(master, {})
+    scheduled = {(lk["initiator"], lk["action"], lk["target"]) for lk in topology.links(fleet)}
+    out = []
+    for h in fleet:
+        answer = answers.get(h["host"])
+        row = {"host": h["host"], "name": h["name"], "role": h["role"], "farm": h["farm"],
+               "provider": h["provider"] if h["provider_host"] == "localhost"
+               else f"{h['provider']}@{h['provider_host']}"}  # fmt: skip
+        if answer is None:
+            row["attention"] = [unreachable.get(h["host"], "no answer")]
+            out.append(row)
+            continue
+        st = answer.get("status") or {}
+        links = st.get("links") or []
+        row.update(
+            version=answer.get("version"),
+            schema=answer.get("schema"),
+            rows=sum((st.get("rows") or {}).values()),
+            pending=st.get("outbox_pending", 0),
+            digest=answer.get("digest", ""),
+            links=[
+                _link(lk, (h["name"], lk.get("action"), lk.get("peer")) in scheduled)
+                for lk in links
+                if lk.get("initiated")
+            ],  # fmt: skip
+            redis=st.get("redis"),
+            refusals=(st.get("refusals") or {}).get("count", 0),
+            last_refusal=_last_refusal(st),
+        )
+        row["attention"] = _attention(row, reference, h["host"] == master)
+        out.append(row)
+    return out
+
+
+def _link(lk: dict, scheduled: bool) -> dict:
+    return {"peer": lk.get("peer"), "action": lk.get("action"), "scheduled": scheduled,
+            "last_ok": lk.get("last_ok"), "age_s": lk.get("last_ok_age_s"),
+            "failed": _failed_last(lk), "failed_at": lk.get("last_failed"),
+            "error": lk.get("last_error")}  # fmt: skip
+
+
+def _failed_last(lk: dict) -> bool:
+    return bool(lk.get("last_failed")) and (lk.get("last_ok") or "") < lk["last_failed"]
+
+
+def _last_refusal(st: dict) -> dict | None:
+    last = (st.get("refusals") or {}).get("last") or []
+    return last[0] if last else None
+
+
+def _attention(row: dict, reference: dict, is_master: bool) -> list[str]:
+    why = []
+    if row["redis"] != "ok":
+        why.append(f"Redis: {row['redis']}")
+    if reference and not is_master:
+        if row["version"] != reference.get("version"):
+            why.append(f"runs {row['version']}, the master {reference.get('version')}")
+        if row["digest"] != reference.get("digest") and not row["pending"]:
+            why.append("content differs from the master's")
+    for lk in row["links"]:
+        # A link of the round that fails needs looking at however long ago; one
+        # tried by hand outside it, only while it is recent.
+        if lk["failed"] and (lk["scheduled"] or _age_s(lk["failed_at"]) < STALE_S):
+            why.append(f"{lk['action']} {lk['peer']} failed: {lk['error'] or 'no detail'}")
+    ages = [lk["age_s"] for lk in row["links"] if lk["age_s"] is not None and lk["scheduled"]]
+    if row["pending"] and (not ages or min(ages) > STALE_S):
+        why.append(f"{row['pending']} changes pending, no sync in {STALE_S // 60} min")
+    refusal = row["last_refusal"]
+    if refusal and _age_s(refusal.get("at")) < STALE_S:
+        why.append(f"refused {refusal.get('peer')} {refusal.get('action')}: {refusal.get('rule')}")
+    return why
+
+
+def _age_s(at: str | None) -> float:
+    if not at:
+        return float("inf")
+    try:
+        when = datetime.fromisoformat(at.replace("Z", "+00:00"))
+    except ValueError:
+        return float("inf")
+    return (datetime.now(UTC) - when).total_seconds()
+
+
+def age(seconds: float | None) -> str:
+    """``seconds`` as an operator reads an age: 42s, 7m, 3h, 2d; never as ``-``."""
+    if seconds is None:
+        return "never"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def table(rows_: list[dict], title: str) -> Table:
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for col in ("", "host", "role", "farm", "provider", "version", "rows", "pending",
+                "last sync ↓pull ↑push", "last refusal", "digest"):  # fmt: skip
+        t.add_column(col, no_wrap=col not in ("last sync ↓pull ↑push", "last refusal"))
+    for r in rows_:
+        mark = "[red]![/red]" if r["attention"] else "[green]✓[/green]"
+        if "version" not in r:
+            t.add_row(mark, r["host"], r["role"], r["farm"] or "", r["provider"],
+                      "[red]unreachable[/red]", "", "", "", "", "")  # fmt: skip
+            continue
+        links = _links_cell(r["links"])
+        refusal = r["last_refusal"]
+        t.add_row(mark, r["host"], r["role"], r["farm"] or "", r["provider"],
+                  f"{r['version']}/s{r['schema']}", str(r["rows"]), str(r["pending"]), links,
+                  f"{refusal['peer']} {age(_age_s(refusal.get('at')))} ago" if refusal else "—",
+                  r["digest"][:12])  # fmt: skip
+    return t
+
+
+def _links_cell(links: list[dict]) -> str:
+    """The round's links, one line per peer: ``EDGE01 ↓12m ↑12m`` (pull, push ages)."""
+    by_peer: dict[str, list[str]] = {}
+    for lk in links:
+        if lk["scheduled"]:
+            mark = "↓" if lk["action"] == "pull" else "↑"
+            cell = f"{mark}{age(lk['age_s'])}" + ("[red]✗[/red]" if lk["failed"] else "")
+            by_peer.setdefault(lk["peer"], []).append(cell)
+    return "\n".join(f"{peer} {' '.join(cells)}" for peer, cells in by_peer.items()) or "—"
+
+
+def attention_lines(rows_: list[dict]) -> list[str]:
+    return [f"{r['host']}: {why}" for r in rows_ for why in r["attention"]]

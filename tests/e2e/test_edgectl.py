@@ -1,0 +1,140 @@
+"""edgectl, the operator's tool, on the shared fleet: status, verify, sync and
+graph as an operator runs them (the console script, through ansible-runner),
+with their exit codes, JSON and progress."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+EDGECTL = str(Path(sys.executable).parent / "edgectl")
+DB = "/var/lib/edgesync/edgesync.db"
+
+
+def edgectl(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([EDGECTL, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_sync_shows_progress_and_a_summary(built, fleet):
+    res = edgectl("sync")
+    assert res.returncode == 0, res.stdout + res.stderr
+    # one line per finished task on stderr (no terminal here), then the summary
+    assert "Nodes pull from their edges  [ok 2" in res.stderr, res.stderr
+    assert "sync.yml: successful" in res.stdout
+    for host in fleet.hosts:
+        assert host in res.stdout
+
+
+def test_sync_json_is_json_only(built, fleet):
+    res = edgectl("sync", "--json")
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert report["ok"] and report["run"] == "sync.yml"
+    assert set(report["hosts"]) == set(fleet.hosts)
+
+
+def test_status_is_one_table_with_every_host(built, fleet, say):
+    res = edgectl("status", "--json")
+    report = json.loads(res.stdout)
+    rows = {r["host"]: r for r in report["hosts"]}
+    assert set(rows) == set(fleet.hosts)
+    versions = {r.get("version") for r in rows.values()}
+    assert len(versions) == 1 and None not in versions, versions
+    # exit 1 exactly when some host needs attention, each reason on a line
+    assert res.returncode == (1 if report["attention"] else 0), res.stderr
+    assert report["attention"] == [f"{r['host']}: {w}" for r in report["hosts"]
+                                   for w in r["attention"]]  # fmt: skip
+    table = edgectl("status")
+    assert "edgesync fleet:" in table.stdout and "last sync" in table.stdout
+    say(f"edgectl status ({report['seconds']} s):\n{table.stdout}")
+
+
+def test_status_marks_a_host_that_does_not_answer(built, fleet):
+    """edge04's Redis stopped: its row says so and the command exits 1."""
+    fleet.run("edge04", "systemctl", "stop", "redis-server")
+    try:
+        res = edgectl("status", "--json")
+    finally:
+        fleet.run("edge04", "systemctl", "start", "redis-server")
+    report = json.loads(res.stdout)
+    assert res.returncode == 1
+    row = next(r for r in report["hosts"] if r["host"] == "edge04")
+    assert row["attention"], row
+    assert any(line.startswith("edge04: ") for line in report["attention"])
+
+
+def test_verify_agrees_then_narrows_a_difference_down_to_records(built, fleet, say):
+    fleet.converge(set())
+    agree = edgectl("verify", "--json")
+    assert agree.returncode == 0, agree.stdout + agree.stderr
+    assert json.loads(agree.stdout)["agree"] is True
+
+    # A database restored from an old copy, as it were: one record changed and
+    # one gone on edge04 behind the agent's back.
+    changed, gone = fleet.run("edge04", "sqlite3", DB,
+                              "SELECT id FROM pages WHERE _deleted = 0 ORDER BY id LIMIT 2"
+                              ).stdout.split()  # fmt: skip
+    before = fleet.run("edge04", "sqlite3", "-json", DB,
+                       f"SELECT body, _deleted FROM pages WHERE id IN ('{changed}', '{gone}')"
+                       f" ORDER BY id").stdout  # fmt: skip
+    fleet.run("edge04", "sqlite3", DB,
+              f"UPDATE pages SET body = 'tampered' WHERE id = '{changed}';"
+              f"UPDATE pages SET _deleted = 1 WHERE id = '{gone}'")  # fmt: skip
+    try:
+        res = edgectl("verify", "--json")
+        text = edgectl("verify").stdout
+    finally:
+        old = json.loads(before)
+        undo = (
+            f"UPDATE pages SET body = {_sql(old[0]['body'])} WHERE id = '{changed}';"
+            f"UPDATE pages SET _deleted = {old[1]['_deleted']} WHERE id = '{gone}'"
+        )
+        fleet.run("edge04", "sqlite3", DB, undo)
+    report = json.loads(res.stdout)
+    assert res.returncode == 1
+    assert report["agree"] is False
+    assert report["groups"][-1] == ["EDGE04"], report["groups"]
+    found = {r["id"]: r["hosts"] for r in report["records"]}
+    assert set(found) == {changed, gone}, found
+    assert found[gone]["EDGE04"] is None and found[gone]["MASTER01"]
+    assert found[changed]["EDGE04"] != found[changed]["MASTER01"]
+    rows = report["tables"]["pages"]["rows"]["MASTER01"]
+    assert report["queries"] < 20, report["queries"]
+    say(f"edgectl verify: {rows} rows, 2 records narrowed down in {report['queries']} "
+        f"questions, prefix length {report['levels']}:\n{text}")  # fmt: skip
+    assert "EDGE04" in text and changed in text
+    assert edgectl("verify").returncode == 0
+
+
+def _sql(value) -> str:
+    return "NULL" if value is None else "'" + str(value).replace("'", "''") + "'"
+
+
+def test_graph_draws_the_fleet(built, fleet, tmp_path):
+    res = edgectl("graph", "-o", str(tmp_path / "fleet"))
+    assert res.returncode == 0, res.stderr
+    svg = ET.parse(tmp_path / "fleet.svg").getroot()
+    text = " ".join(t.text or "" for t in svg.iter() if t.tag.endswith("text"))
+    for hv in fleet.hosts.values():
+        assert hv["edgesync_name"] in text
+    assert (tmp_path / "fleet.dot").read_text().startswith("digraph")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["status", "-i", "/nonexistent/inv"], "inventory /nonexistent/inv does not exist"),
+        (["status", "--limit", "nosuchhost"], "--limit 'nosuchhost' selects no host"),
+        (["up", "-e", "novalue"], "-e 'novalue': expected KEY=VALUE"),
+        (["frobnicate"], "No such command"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_and_exit_2(args, says):
+    res = edgectl(*args, timeout=120)
+    assert res.returncode == 2, (args, res.stdout, res.stderr)
+    assert says in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr

@@ -88,7 +88,7 @@ def test_a_farm_on_a_provider_host_reached_over_ssh(built, fleet, provider, tmp_
         assert any(t.startswith("Create and start the LXD containers") for t in through)
         assert any(t.startswith("Create and start the Docker containers") for t in through)
         assert through.get(
-            "Set up SSH inside the container, through LXD or Docker on provider01"
+            "Set up SSH inside the container, through LXD or Docker on its provider host"
         ) == set(LON_B), through  # fmt: skip
 
         # The controller reaches lon-b's edges by jumping through provider01.

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 need=()
 for pkg in redis-server openssh-server openssh-client sqlite3 python3-venv \
-    docker.io lxd mmdebstrap dnsmasq-base iptables faketime; do
+    docker.io lxd mmdebstrap dnsmasq-base iptables faketime graphviz; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 # apt-get, waiting (15 minutes at most) while another install holds the package
@@ -50,6 +50,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c 'import edgesync, pytest, hypothesis, ansible_runner' 2>/dev/null \
     || [ pyproject.toml -nt .venv/.installed ]; then
+    echo "setup: installing edgesync, Ansible and the test tools into .venv (a minute or two)"
     .venv/bin/pip install -q --upgrade pip
     .venv/bin/pip install -q -e '.[test,fleet]'
     touch .venv/.installed
@@ -57,6 +58,7 @@ fi
 
 # Docker: start the engine unless one answers already.
 if ! docker info >/dev/null 2>&1; then
+    echo "setup: starting the Docker engine"
     if [ -d /run/systemd/system ]; then
         systemctl start docker
     else
@@ -70,6 +72,7 @@ fi
 # LXD: start the daemon unless it answers; give it a storage pool of ours if it
 # has none (lxd init --auto cannot pick a subnet here, so no default network).
 if ! lxc info >/dev/null 2>&1; then
+    echo "setup: starting LXD"
     if [ -d /run/systemd/system ]; then
         systemctl start lxd
     else

@@ -117,9 +117,10 @@ def say(request):
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     capture = request.config.pluginmanager.get_plugin("capturemanager")
 
-    def _say(text: str) -> None:
+    def _say(text: str, gap: bool = True) -> None:
         with capture.global_and_fixture_disabled():
-            reporter.write_line("")
+            if gap:
+                reporter.write_line("")
             for line in text.splitlines():
                 reporter.write_line(line)
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,18 +69,30 @@ class Result:
 
 
 class Progress:
-    """Follows a run's events and shows where it is."""
+    """Follows a run's events and says where it is: the plays, each finished
+    task (those taking ``min_task_s`` or more) with its ok/changed/failed
+    counts, each failure at once, and while a task runs with nothing to say,
+    every ``heartbeat_s`` which hosts it still waits for. ``emit`` takes each
+    line; on a terminal a live status line shows the running task too."""
 
-    def __init__(self, label: str, console: Console, quiet: bool = False):
+    def __init__(self, label: str, emit: Callable[[str], None] | None,
+                 live_console: Console | None = None, min_task_s: float = 0.0,
+                 heartbeat_s: float = 30.0):  # fmt: skip
         self.label = label
-        self.console = console
-        self.quiet = quiet
+        self.emit = emit
+        self.live_console = live_console
+        self.min_task_s = min_task_s
+        self.heartbeat_s = heartbeat_s
         self.start = time.monotonic()
         self.task: Task | None = None
+        self.waiting: dict[str, str] = {}  # host -> the task it runs
         self.hosts: dict[str, dict] = {}
         self.failures: list[str] = []
         self.results: dict[str, dict] = {}
         self.live: Live | None = None
+        self._said = self.start
+        self._lock = threading.Lock()
+        self._done = threading.Event()
 
     # -- the event stream -------------------------------------------------------
 
@@ -86,16 +100,20 @@ class Progress:
         kind = event.get("event", "")
         data = event.get("event_data") or {}
         now = time.monotonic()
-        if kind == "playbook_on_play_start":
-            self._finish_task(now)
-            self._say(f"[bold]{data.get('play', '')}[/bold]")
-        elif kind == "playbook_on_task_start":
-            self._finish_task(now)
-            self.task = Task(data.get("task", ""), now)
-        elif kind in _DONE or kind == "runner_on_ok":
-            self._host_done(kind, data)
-        if self.live is not None:
-            self.live.update(self._status_line(now))
+        with self._lock:
+            if kind == "playbook_on_play_start":
+                self._finish_task(now)
+                self._say(f"{now - self.start:6.0f}s  PLAY {data.get('play', '')}")
+            elif kind == "playbook_on_task_start":
+                self._finish_task(now)
+                self.task = Task(data.get("task", ""), now)
+            elif kind == "runner_on_start":
+                self.waiting[data.get("host", "?")] = data.get("task", "")
+            elif kind in _DONE:
+                self.waiting.pop(data.get("host", "?"), None)
+                self._host_done(kind, data)
+            if self.live is not None:
+                self.live.update(self._status_line(now))
         return True
 
     def _host_done(self, kind: str, data: dict) -> None:
@@ -117,37 +135,51 @@ class Progress:
         if what in ("failed", "unreachable"):
             line = f"{host}: {data.get('task') or self.label}: {_message(res)}"
             self.failures.append(line)
-            self._say(f"[red]{what.upper()}[/red] {one_line(line)}")
+            self._say(f"{what.upper()} {one_line(line)}")
         if what in ("ok", "changed"):
             self.results[host] = res  # the last answer (an ad-hoc module's)
 
     def _finish_task(self, now: float) -> None:
-        if self.task is not None and self.task.counts:
-            self._say(self.task.line(now), markup=False)
+        task = self.task
+        if task is not None and task.counts and now - task.started >= self.min_task_s:
+            self._say(task.line(now))
         self.task = None
 
     def _status_line(self, now: float) -> Text:
-        task = self.task.name if self.task else "starting"
-        counts = (
-            ", ".join(f"{k} {v}" for k, v in sorted(self.task.counts.items())) if self.task else ""
-        )
-        return Text(f"{self.label} {now - self.start:5.0f}s  {task}  {counts}", style="cyan")
+        line = self.task.line(now) if self.task else "starting"
+        return Text(f"{self.label} {now - self.start:5.0f}s  {line}", style="cyan")
 
-    def _say(self, text: str, markup: bool = True) -> None:
-        if not self.quiet:
-            self.console.print(text, markup=markup, highlight=False)
+    def _say(self, text: str) -> None:
+        self._said = time.monotonic()
+        if self.emit is not None:
+            self.emit(text)
+
+    def _heartbeat(self) -> None:
+        """While a task runs with nothing said for heartbeat_s, say who it waits for."""
+        while not self._done.wait(1.0):
+            with self._lock:
+                now = time.monotonic()
+                if self.task is None or now - self._said < self.heartbeat_s:
+                    continue
+                hosts = sorted(self.waiting) or ["the controller"]
+                self._say(f"{now - self.start:6.0f}s  still running {self.task.name!r} "
+                          f"on {', '.join(hosts[:8])}{' …' if len(hosts) > 8 else ''}")  # fmt: skip
 
     # -- the run's frame ----------------------------------------------------------
 
     def __enter__(self) -> Progress:
-        if not self.quiet and self.console.is_terminal:
-            self.live = Live(self._status_line(self.start), console=self.console,
+        if self.live_console is not None and self.live_console.is_terminal:
+            self.live = Live(self._status_line(self.start), console=self.live_console,
                              refresh_per_second=4, transient=True)  # fmt: skip
             self.live.__enter__()
+        if self.emit is not None and self.heartbeat_s:
+            threading.Thread(target=self._heartbeat, daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:
-        self._finish_task(time.monotonic())
+        self._done.set()
+        with self._lock:
+            self._finish_task(time.monotonic())
         if self.live is not None:
             self.live.__exit__(*exc)
 
@@ -173,6 +205,9 @@ class Ansible:
             stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160
         )
 
+    def _emit(self, line: str) -> None:
+        self.console.print(line, markup=False, highlight=False)
+
     def _run(self, label: str, **kwargs) -> Result:
         envvars = {
             "ANSIBLE_CONFIG": str(self.project / "ansible.cfg"),
@@ -180,7 +215,9 @@ class Ansible:
             "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
         }
         with tempfile.TemporaryDirectory(prefix="edgectl-") as private:
-            with Progress(label, self.console, self.quiet) as progress:
+            emit = None if self.quiet else self._emit
+            live = None if self.quiet else self.console
+            with Progress(label, emit, live) as progress:
                 runner = ansible_runner.run(
                     private_data_dir=private,
                     project_dir=str(self.project),

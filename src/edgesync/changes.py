@@ -21,7 +21,7 @@ import re
 
 from . import hlc
 from .config import Config
-from .errors import BadBatch, BadInput
+from .errors import BadBatch, BadInput, a
 from .hlc import HLC_RE
 from .ids import CODE_RE, ID_RE
 from .signing import CHAIN_RE, SIG_RE, Forged, node_of
@@ -125,7 +125,7 @@ def check_value(table: str, column: str, value: object, max_bytes: int) -> None:
         if not math.isfinite(value):
             raise BadInput(f"not a finite number: {where} = {value}")
         return
-    raise BadInput(f"not a scalar: {where} is a {type(value).__name__}; values must be scalars")
+    raise BadInput(f"not a scalar: {where} is {a(type(value).__name__)}; values must be scalars")
 
 
 def validate_batch(changes: object, config: Config) -> tuple[list[dict], list[str]]:

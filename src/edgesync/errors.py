@@ -55,3 +55,8 @@ class StorageError(EdgesyncError):
     """Local storage is full, unwritable or damaged; nothing was written."""
 
     exit_code = 5
+
+
+def a(word: str) -> str:
+    """``word`` with its indefinite article: "a master", "an edge", "an int"."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"

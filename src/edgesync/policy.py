@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import a
+
 ACTIONS = ("push", "pull")
 
 
@@ -60,7 +62,7 @@ def may_initiate(me: Party, action: str, target: Party) -> Decision:
         return Decision(True, f"edges push to edges of their own farm ({me.farm})")
     return Decision(
         False,
-        f"edges push only to edges of their own farm; {target.name} is a {target.role}"
+        f"edges push only to edges of their own farm; {target.name} is {a(target.role)}"
         + (f" of farm {target.farm}" if target.role == "edge" else "")
         + f", {me.name} is in farm {me.farm}",
     )
@@ -91,7 +93,7 @@ def may_accept(me: Party, action: str, caller: Party | None) -> Decision:
         return Decision(True, f"edges accept pushes from edges of their own farm ({me.farm})")
     return Decision(
         False,
-        f"an edge pushes only to edges of its own farm; {me.name} is a {me.role}"
+        f"an edge pushes only to edges of its own farm; {me.name} is {a(me.role)}"
         + (f" of farm {me.farm}" if me.role == "edge" else "")
         + f", {caller.name} is in farm {caller.farm}",
     )

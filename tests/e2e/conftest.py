@@ -17,6 +17,7 @@ import yaml
 from runner_events import failures, host_seconds
 from update_cycle import Cycle
 
+from edgectl.run import Progress
 from edgesync import topology
 
 REPO = Path(__file__).resolve().parents[2]
@@ -65,9 +66,15 @@ class Fleet:
         )
 
     def playbook(self, name: str, project: Path = REPO, **kwargs) -> ansible_runner.Runner:
-        """Run a playbook once (a failure is a failure); its wall time is runner.wall_seconds."""
+        """Run a playbook once (a failure is a failure); its wall time is
+        runner.wall_seconds. Its plays, slow tasks and failures are printed as
+        they happen (edgectl's progress), so a long set-up is never silent."""
         started = time.monotonic()
-        runner = self._run(project, playbook=str(project / "playbooks" / name), **kwargs)
+        progress = Progress(name, lambda line: self.say(f"  {name}: {line.strip()}", gap=False),
+                            min_task_s=10)  # fmt: skip
+        with progress:
+            runner = self._run(project, playbook=str(project / "playbooks" / name),
+                               event_handler=progress, **kwargs)  # fmt: skip
         runner.wall_seconds = time.monotonic() - started
         return runner
 

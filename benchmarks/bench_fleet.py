@@ -1,0 +1,114 @@
+"""Fleet size: how the operator's commands scale with the number of edges.
+
+Run: python benchmarks/bench_fleet.py [--sizes 4,8,16] [--quick]
+For each N it generates an inventory of N edges in N/4 farms (four edges a
+farm, LXD and Docker in turn) with the same master and two nodes, tears the
+local fleet down, and times, through edgectl as an operator runs it:
+site.yml from nothing (the base image already built), site.yml again (no
+change), one `edgectl sync` round and `edgectl status`, with the seconds per
+edge of each. --quick runs N = 4 only (CI). It prints its figures and asserts
+nothing about speed; a run that fails is reported and exits 1.
+
+It replaces the local fleet: run it when no other fleet work runs here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+EDGECTL = str(Path(sys.executable).parent / "edgectl")
+NODES = ("node01", "node02")
+
+
+def inventory(n: int, where: Path) -> Path:
+    """inventory/local's settings with N edges in N/4 farms, farms alternating
+    between the two nodes, providers alternating between LXD and Docker."""
+    inv = where / f"fleet-{n}"
+    shutil.copytree(ROOT / "inventory" / "local" / "group_vars", inv / "group_vars")
+    farms: dict[str, dict] = {}
+    trusted = {node: ["MASTER01", *(o.upper() for o in NODES if o != node)] for node in NODES}
+    for i in range(1, n + 1):
+        farm = f"f{(i - 1) // 4 + 1:02d}"
+        group = farms.setdefault(f"farm_{farm}", {"vars": {"edgesync_farm": farm}, "hosts": {}})
+        name = f"EDGE{i:02d}"
+        group["hosts"][f"edge{i:02d}"] = {
+            "edgesync_name": name,
+            "edgesync_provider": "lxd" if i % 2 else "docker",
+        }
+        trusted[NODES[((i - 1) // 4) % 2]].append(name)
+    hosts = {"all": {"children": {
+        "masters": {"hosts": {"master01": {"edgesync_name": "MASTER01", "edgesync_role": "master",
+                                           "edgesync_provider": "lxd"}}},
+        "nodes": {"hosts": {node: {"edgesync_name": node.upper(), "edgesync_role": "node",
+                                   "edgesync_provider": "docker" if node == "node01" else "lxd",
+                                   "edgesync_trusted": trusted[node]} for node in NODES}},
+        "edges": {"vars": {"edgesync_role": "edge"}, "children": farms},
+    }}}  # fmt: skip
+    (inv / "hosts.yml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+    return inv
+
+
+def edgectl(*args: str) -> tuple[float, dict]:
+    """Run edgectl with --json; its wall time and its answer."""
+    started = time.monotonic()
+    res = subprocess.run([EDGECTL, *args, "--json"], capture_output=True, text=True, cwd=ROOT)
+    seconds = time.monotonic() - started
+    try:
+        answer = json.loads(res.stdout)
+    except json.JSONDecodeError:
+        answer = {}
+    if res.returncode != 0 and not (args[0] == "status" and answer.get("hosts")):
+        tail = (res.stderr.strip().splitlines() or ["no output"])[-1]
+        sys.exit(f"bench_fleet: edgectl {' '.join(args)} exited {res.returncode}: {tail}"
+                 f" {json.dumps(answer.get('failures', []))[:600]}")  # fmt: skip
+    return seconds, answer
+
+
+def measure(n: int, where: Path) -> dict:
+    inv = str(inventory(n, where))
+    print(f"N={n}: tearing down, then site.yml from nothing ...", flush=True)
+    edgectl("down", "-i", inv)
+    site, _ = edgectl("up", "-i", inv)
+    again, answer = edgectl("up", "-i", inv)
+    changed = sum(h["changed"] for h in answer["hosts"].values())
+    sync, _ = edgectl("sync", "-i", inv)
+    status, answer = edgectl("status", "-i", inv)
+    answered = sum(1 for h in answer["hosts"] if "version" in h)
+    row = {"edges": n, "hosts": n + 3, "site": site, "site_again": again, "sync": sync,
+           "site_again_changed": changed, "status": status, "answered": answered}  # fmt: skip
+    print(f"N={n}: site {site:.0f} s, again {again:.0f} s (changed={changed}), sync {sync:.0f} s,"
+          f" status {status:.1f} s ({answered}/{n + 3} answered)", flush=True)  # fmt: skip
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="4,8,16", help="edge counts, multiples of 4")
+    ap.add_argument("--quick", action="store_true", help="N = 4 only (CI)")
+    args = ap.parse_args()
+    sizes = [4] if args.quick else [int(s) for s in args.sizes.split(",")]
+    if any(n % 4 or n <= 0 for n in sizes):
+        sys.exit(f"bench_fleet: --sizes {args.sizes!r}: each must be a positive multiple of 4")
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+        rows = [measure(n, Path(tmp)) for n in sizes]
+    print("\nfleet size (edges)  hosts  site.yml  s/edge  again  s/edge  "
+          "sync  s/edge  status  s/edge")  # fmt: skip
+    for r in rows:
+        n = r["edges"]
+        print(f"{n:18d}  {r['hosts']:5d}  {r['site']:7.0f}s  {r['site'] / n:6.1f}  "
+              f"{r['site_again']:4.0f}s  {r['site_again'] / n:6.1f}  {r['sync']:4.0f}s  "
+              f"{r['sync'] / n:6.2f}  {r['status']:5.1f}s  {r['status'] / n:6.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

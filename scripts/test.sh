@@ -32,3 +32,6 @@ fi
 echo "== benchmarks (quick; full figures: run them without --quick)"
 .venv/bin/python benchmarks/bench_store.py --quick
 (cd benchmarks && ../.venv/bin/python bench_sync.py --quick)
+# The fleet-size curve at N = 4 (it replaces the local fleet; the full curve:
+# .venv/bin/python benchmarks/bench_fleet.py --sizes 4,8,16).
+.venv/bin/python benchmarks/bench_fleet.py --quick

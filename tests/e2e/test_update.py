@@ -129,6 +129,6 @@ def test_the_next_run_finishes_the_rollout_and_one_more_changes_nothing(cycle, f
 
 def test_the_users_ci_workflow_runs_the_same_cycle():
     flow = (REPO / ".github" / "workflows" / "update-cycle.yml").read_text()
-    for step in ("releases.py tree", "playbooks/site.yml", "playbooks/upgrade.yml",
-                 "playbooks/verify.yml", "journalctl"):  # fmt: skip
+    for step in ("releases.py tree", "playbooks/site.yml", "edgectl rollout",
+                 "playbooks/verify.yml", "edgectl verify", "journalctl"):  # fmt: skip
         assert step in flow, step

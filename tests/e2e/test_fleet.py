@@ -27,6 +27,8 @@ def test_site_builds_every_host(built, fleet):
         status = fleet.agent_json(host, "status", "--json")
         assert status["node"] == hv["edgesync_name"]
         assert status["redis"] == "ok"
+        # each container is named after its host, not after the image's build machine
+        assert fleet.run(host, "hostname").stdout.strip() == host
 
 
 def test_sshd_takes_keys_only_and_forwards_nothing_for_anyone(built, fleet):

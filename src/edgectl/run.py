@@ -222,7 +222,6 @@ class Ansible:
                     private_data_dir=private,
                     project_dir=str(self.project),
                     inventory=str(self.inventory),
-                    limit=self.limit,
                     envvars=envvars,
                     quiet=True,
                     event_handler=progress,
@@ -233,8 +232,11 @@ class Ansible:
                       progress.failures, progress.results)  # fmt: skip
 
     def playbook(self, name: str, extravars: dict | None = None) -> Result:
+        """A playbook; a --limit keeps localhost, whose plays (validation, the
+        image, provisioning, the release) every limited run needs."""
+        limit = f"{self.limit}:localhost" if self.limit else None
         return self._run(name, playbook=str(self.project / "playbooks" / name),
-                         extravars=extravars or {})  # fmt: skip
+                         extravars=extravars or {}, limit=limit)  # fmt: skip
 
     def list_hosts(self, pattern: str) -> set[str]:
         """The hosts of ``pattern`` under this --limit, as Ansible resolves them."""
@@ -255,4 +257,5 @@ class Ansible:
         """A module on the hosts of ``pattern``, ad hoc, with the playbooks'
         shared facts (the controller's SSH config among them)."""
         return self._run(module, host_pattern=pattern, module=module, module_args=args,
-                         cmdline=f"--playbook-dir {self.project / 'playbooks'}")  # fmt: skip
+                         cmdline=f"--playbook-dir {self.project / 'playbooks'}",
+                         limit=self.limit)  # fmt: skip

@@ -45,6 +45,8 @@ class Fleet:
         private.mkdir(parents=True)
         envvars = {
             "ANSIBLE_CONFIG": str(project / "ansible.cfg"),
+            # ansible-runner turns host key checking off unless told (keys are pinned).
+            "ANSIBLE_HOST_KEY_CHECKING": "True",
             # The ansible-* commands of the Python running the tests.
             "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
         }

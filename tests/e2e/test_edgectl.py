@@ -68,6 +68,44 @@ def test_status_marks_a_host_that_does_not_answer(built, fleet):
     assert any(line.startswith("edge04: ") for line in report["attention"])
 
 
+def test_a_host_whose_key_changed_is_refused(built, fleet, tmp_path):
+    """The controller pins each host's key: a host answering with another key
+    (a container replaced, or someone in between) is not talked to."""
+    pinned = Path(fleet.admin_dir) / "known_hosts.d" / "edgesync-edge02"
+    good = pinned.read_text()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")],
+                   check=True)  # fmt: skip
+    other = (tmp_path / "k.pub").read_text().split()[:2]
+    pinned.write_text(f"edgesync-edge02 {' '.join(other)}\n")
+    # SSH connections kept from earlier runs would not check the key again.
+    for sock in (Path.home() / ".ansible" / "cp").glob("*"):
+        sock.unlink()
+    try:
+        res = edgectl("status", "--json", "--limit", "edge02")
+    finally:
+        pinned.write_text(good)
+    report = json.loads(res.stdout)
+    assert res.returncode == 1
+    (line,) = report["attention"]
+    assert line.startswith("edge02: ") and "Host key verification failed" in line, line
+
+
+def test_the_administration_key_works_only_from_the_provider_host(built, fleet):
+    """The controller's key, stolen onto an edge, does not open another host."""
+    admin = Path(fleet.admin_dir)
+    conf = (admin / "hosts.d" / "edgesync-edge02.conf").read_text()
+    address = conf.split("HostName ", 1)[1].split()[0]
+    fleet.run("edge01", "sh", "-c", "umask 077; cat > /root/stolen",
+              input=(admin / "id_ed25519").read_text())  # fmt: skip
+    try:
+        res = fleet.run("edge01", "ssh", "-i", "/root/stolen", "-o", "BatchMode=yes",
+                        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                        f"root@{address}", "true", check=False)  # fmt: skip
+    finally:
+        fleet.run("edge01", "rm", "-f", "/root/stolen")
+    assert res.returncode == 255 and "Permission denied" in res.stderr, res.stderr
+
+
 def test_verify_agrees_then_narrows_a_difference_down_to_records(built, fleet, say):
     fleet.converge(set())
     agree = edgectl("verify", "--json")

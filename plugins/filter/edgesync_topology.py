@@ -108,7 +108,9 @@ def edgesync_topology_errors(
                 f"name the machine its container runs on"
             )
         elif provider_host != "localhost" and provider_host not in (inventory or ()):
-            errors.append(f"{where}: edgesync_provider_host {provider_host!r} is not in the inventory")
+            errors.append(
+                f"{where}: edgesync_provider_host {provider_host!r} is not in the inventory"
+            )
     errors += _config_errors(fleet, settings, with_peers=False)
     errors += topology.name_errors(fleet)
     if not errors:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from edgesync.errors import one_line
@@ -76,12 +77,16 @@ def _finish(result: Result, as_json: bool) -> int:
                       str(c["failed"]), str(c["unreachable"]))  # fmt: skip
         out.print(t)
         for line in result.failures:
-            out.print(f"[red]failed[/red] {one_line(line)}", markup=True)
+            out.print(f"[red]failed[/red] {escape(one_line(line))}")
+        if result.error:
+            out.print(f"[red]error[/red] {escape(one_line(result.error))}")
     return OK if result.ok else FLEET
 
 
 def _playbook(name: str, inventory, limit, as_json, extravars: dict | None = None) -> int:
     _root, _inv, ansible = _context(inventory, limit, as_json)
+    if limit and not ansible.list_hosts(f"localhost:{HOSTS}"):
+        raise UsageError(f"--limit {limit!r} selects no host of the fleet")
     return _finish(ansible.playbook(name, extravars), as_json)
 
 
@@ -114,6 +119,9 @@ def rollout(inventory, limit, as_json, extra):
 @_common
 @click.option("--all", "everything", is_flag=True, help="Images, LXD project, keys too.")
 def down(inventory, limit, as_json, everything):
+    if limit:
+        # teardown.yml removes what edgesync made on each provider host, whole.
+        raise UsageError("edgectl down takes the whole fleet down; --limit is not supported")
     return _playbook("teardown.yml", inventory, limit, as_json,
                      {"teardown_all": "true"} if everything else {})  # fmt: skip
 
@@ -124,11 +132,15 @@ def down(inventory, limit, as_json, everything):
 @_common
 def status_(inventory, limit, as_json):
     root, inv, ansible = _context(inventory, limit, as_json)
-    fleet = _limited(project.fleet_of(project.read_inventory(root, inv)), limit, ansible)
+    everyone = project.fleet_of(project.read_inventory(root, inv))
+    fleet = _limited(everyone, limit, ansible)
+    master = next((h["host"] for h in everyone if h["role"] == "master"), None)
     ansible.quiet = True
-    result = ansible.module(HOSTS, "edgesync_info")
+    # The master is always asked too: the others' release and content are
+    # compared with its own, whatever --limit selects.
+    result = ansible.module(HOSTS, "edgesync_info", extra_limit="masters")
     unreachable = _unreachable(result)
-    rows_ = statuses.rows(fleet, result.results, unreachable)
+    rows_ = statuses.rows(fleet, result.results, unreachable, master)
     needs = statuses.attention_lines(rows_)
     if as_json:
         print(json.dumps({"hosts": rows_, "attention": needs, "seconds": round(result.seconds, 1)},
@@ -138,7 +150,7 @@ def status_(inventory, limit, as_json):
         out.print(statuses.table(rows_, f"edgesync fleet: {ok} of {len(rows_)} hosts fine "
                                       f"({result.seconds:.1f} s)"))  # fmt: skip
         for line in needs:
-            out.print(f"[red]![/red] {one_line(line)}")
+            out.print(f"[red]![/red] {escape(one_line(line))}")
     return FLEET if needs else OK
 
 
@@ -154,7 +166,10 @@ def verify_(inventory, limit, as_json, max_records):
     ansible.quiet = True
 
     def ask(table: str | None, prefix: str) -> dict[str, dict]:
-        args = "" if table is None else f"table={table} prefix={prefix}"
+        # JSON, not key=value: nothing from a host's answer becomes an argument
+        # of its own (narrow also lets only a table name and a hex prefix by).
+        verify.check_question(table, prefix)
+        args = "" if table is None else json.dumps({"table": table, "prefix": prefix})
         res = ansible.module(HOSTS, "edgesync_digest", args)
         keep = ("digest", "tables", "table", "prefix", "rows", "buckets", "records")
         return {names.get(h, h): {k: v for k, v in r.items() if k in keep}
@@ -165,7 +180,7 @@ def verify_(inventory, limit, as_json, max_records):
         print(json.dumps(report, indent=2))
     else:
         for line in verify.summary_lines(report):
-            out.print(one_line(line))
+            out.print(one_line(line), markup=False)
     return OK if report["agree"] else FLEET
 
 
@@ -183,7 +198,7 @@ def graph(inventory, where, as_json):
         print(json.dumps({"files": [str(p) for p in written]}))
     else:
         for p in written:
-            out.print(str(p))
+            out.print(str(p), markup=False)
     return OK
 
 

@@ -9,6 +9,7 @@ so ``--json`` keeps stdout for JSON only.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -24,6 +25,7 @@ from rich.text import Text
 
 from edgesync.errors import one_line
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _DONE = {
     "runner_on_ok": "ok",
     "runner_on_failed": "failed",
@@ -57,6 +59,7 @@ class Result:
     hosts: dict = field(default_factory=dict)  # host -> {ok, changed, failed, unreachable}
     failures: list = field(default_factory=list)  # "host: task: message"
     results: dict = field(default_factory=dict)  # host -> the module's result (ad-hoc)
+    error: str = ""  # why a run failed with no failed task (Ansible's own error)
 
     @property
     def ok(self) -> bool:
@@ -65,7 +68,7 @@ class Result:
     def as_json(self) -> dict:
         return {"run": self.label, "ok": self.ok, "rc": self.rc, "status": self.status,
                 "seconds": round(self.seconds, 1), "hosts": self.hosts,
-                "failures": self.failures}  # fmt: skip
+                "failures": self.failures, "error": self.error}  # fmt: skip
 
 
 class Progress:
@@ -234,13 +237,19 @@ class Ansible:
                     **kwargs,
                 )
             seconds = time.monotonic() - progress.start
+            error = ""
+            if runner.rc != 0 and not progress.failures:
+                lines = [ln.strip() for ln in (runner.stdout.read() or "").splitlines()]
+                error = next((ln for ln in reversed(lines) if "ERROR" in ln), "") or next(
+                    (ln for ln in reversed(lines) if ln), f"{label} exited {runner.rc}"
+                )
         return Result(label, runner.rc, runner.status, seconds, progress.hosts,
-                      progress.failures, progress.results)  # fmt: skip
+                      progress.failures, progress.results, _ANSI.sub("", error))  # fmt: skip
 
     def playbook(self, name: str, extravars: dict | None = None) -> Result:
         """A playbook; a --limit keeps localhost, whose plays (validation, the
         image, provisioning, the release) every limited run needs."""
-        limit = f"{self.limit}:localhost" if self.limit else None
+        limit = f"{_with_all(self.limit)}:localhost" if self.limit else None
         return self._run(name, playbook=str(self.project / "playbooks" / name),
                          extravars=extravars or {}, limit=limit)  # fmt: skip
 
@@ -248,7 +257,7 @@ class Ansible:
         """The hosts of ``pattern`` under this --limit, as Ansible resolves them."""
         args = [pattern, "-i", str(self.inventory), "--list-hosts"]
         if self.limit:
-            args += ["--limit", self.limit]
+            args += ["--limit", _with_all(self.limit)]
         text, _err, rc = ansible_runner.run_command(
             executable_cmd=str(Path(sys.executable).parent / "ansible"),
             cmdline_args=args,
@@ -259,9 +268,23 @@ class Ansible:
             return set()
         return {line.strip() for line in text.splitlines()[1:] if line.strip()}
 
-    def module(self, pattern: str, module: str, args: str = "") -> Result:
+    def module(self, pattern: str, module: str, args: str = "", extra_limit: str = "") -> Result:
         """A module on the hosts of ``pattern``, ad hoc, with the playbooks'
-        shared facts (the controller's SSH config among them)."""
+        shared facts (the controller's SSH config among them); ``extra_limit``
+        adds hosts to a --limit."""
+        limit = _with_all(self.limit) if self.limit else None
+        if limit and extra_limit:
+            limit = f"{limit}:{extra_limit}"
         return self._run(module, host_pattern=pattern, module=module, module_args=args,
                          cmdline=f"--playbook-dir {self.project / 'playbooks'}",
-                         limit=self.limit)  # fmt: skip
+                         limit=limit)  # fmt: skip
+
+
+def _with_all(limit: str) -> str:
+    """A --limit made only of exclusions (``!edge03``) or intersections means
+    them applied to every host, as Ansible reads it alone; say so, so that
+    hosts added to it (localhost, the master) do not become all it selects."""
+    terms = [t for t in re.split(r"[:,]", limit) if t]
+    if terms and all(t[0] in "!&" for t in terms):
+        return f"all:{limit}"
+    return limit

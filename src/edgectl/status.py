@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from rich.markup import escape
 from rich.table import Table
 
 from edgesync import topology
@@ -20,9 +21,11 @@ from edgesync import topology
 STALE_S = 600
 
 
-def rows(fleet: list[dict], answers: dict[str, dict], unreachable: dict[str, str]) -> list[dict]:
-    """One row per host of the fleet, in the fleet's order."""
-    master = next((h["host"] for h in fleet if h["role"] == "master"), None)
+def rows(fleet: list[dict], answers: dict[str, dict], unreachable: dict[str, str],
+         master: str | None = None) -> list[dict]:  # fmt: skip
+    """One row per host of the fleet, in the fleet's order, each compared with
+    the answer of ``master`` (the fleet's first master by default)."""
+    master = master or next((h["host"] for h in fleet if h["role"] == "master"), None)
     reference = answers.get(master, {})
     scheduled = {(lk["initiator"], lk["action"], lk["target"]) for lk in topology.links(fleet)}
     out = []
@@ -35,26 +38,39 @@ def rows(fleet: list[dict], answers: dict[str, dict], unreachable: dict[str, str
             row["attention"] = [unreachable.get(h["host"], "no answer")]
             out.append(row)
             continue
-        st = answer.get("status") or {}
-        links = st.get("links") or []
-        row.update(
-            version=answer.get("version"),
-            schema=answer.get("schema"),
-            rows=sum((st.get("rows") or {}).values()),
-            pending=st.get("outbox_pending", 0),
-            digest=answer.get("digest", ""),
-            links=[
-                _link(lk, (h["name"], lk.get("action"), lk.get("peer")) in scheduled)
-                for lk in links
-                if lk.get("initiated")
-            ],  # fmt: skip
-            redis=st.get("redis"),
-            refusals=(st.get("refusals") or {}).get("count", 0),
-            last_refusal=_last_refusal(st),
-        )
-        row["attention"] = _attention(row, reference, h["host"] == master)
+        try:
+            _answered(row, h, answer, scheduled)
+            row["attention"] = _attention(row, reference, h["host"] == master)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            for key in list(row):
+                if key not in ("host", "name", "role", "farm", "provider"):
+                    del row[key]
+            row["attention"] = ["answered status out of shape"]
         out.append(row)
     return out
+
+
+def _answered(row: dict, h: dict, answer: dict, scheduled: set) -> None:
+    """Fill ``row`` from a host's edgesync_info answer (raises on one out of shape)."""
+    st = answer.get("status") or {}
+    links = st.get("links") or []
+    row.update(
+        version=answer.get("version"),
+        schema=answer.get("schema"),
+        rows=sum((st.get("rows") or {}).values()),
+        pending=st.get("outbox_pending", 0),
+        digest=answer.get("digest", ""),
+        links=[
+            _link(lk, (h["name"], lk.get("action"), lk.get("peer")) in scheduled)
+            for lk in links
+            if lk.get("initiated")
+        ],  # fmt: skip
+        redis=st.get("redis"),
+        refusals=(st.get("refusals") or {}).get("count", 0),
+        last_refusal=_last_refusal(st),
+    )
+    row["rows"] = int(row["rows"])
+    row["pending"] = int(row["pending"] or 0)
 
 
 def _link(lk: dict, scheduled: bool) -> dict:
@@ -110,6 +126,8 @@ def age(seconds: float | None) -> str:
     """``seconds`` as an operator reads an age: 42s, 7m, 3h, 2d; never as ``-``."""
     if seconds is None:
         return "never"
+    if seconds < 0:
+        return "in the future"
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds / size:.0f}{unit}"
@@ -123,6 +141,11 @@ def table(rows_: list[dict], title: str) -> Table:
         t.add_column(col, no_wrap=col not in ("last sync ↓pull ↑push", "last refusal"))
     for r in rows_:
         mark = "[red]![/red]" if r["attention"] else "[green]✓[/green]"
+        # Everything a host said is text, never markup: an edge may say anything.
+        r = {k: escape(v) if isinstance(v, str) else v for k, v in r.items()}
+        if "version" in r:
+            r.update({k: r[k] if isinstance(r[k], str) else escape(str(r[k]))
+                      for k in ("version", "schema", "rows", "pending")})  # fmt: skip
         if "version" not in r:
             t.add_row(mark, r["host"], r["role"], r["farm"] or "", r["provider"],
                       "[red]unreachable[/red]", "", "", "", "", "")  # fmt: skip
@@ -131,8 +154,9 @@ def table(rows_: list[dict], title: str) -> Table:
         refusal = r["last_refusal"]
         t.add_row(mark, r["host"], r["role"], r["farm"] or "", r["provider"],
                   f"{r['version']}/s{r['schema']}", str(r["rows"]), str(r["pending"]), links,
-                  f"{refusal['peer']} {age(_age_s(refusal.get('at')))} ago" if refusal else "—",
-                  r["digest"][:12])  # fmt: skip
+                  f"{escape(str(refusal.get('peer')))} {age(_age_s(refusal.get('at')))} ago"
+                  if refusal else "—",
+                  escape(str(r["digest"])[:12]))  # fmt: skip
     return t
 
 
@@ -143,7 +167,7 @@ def _links_cell(links: list[dict]) -> str:
         if lk["scheduled"]:
             mark = "↓" if lk["action"] == "pull" else "↑"
             cell = f"{mark}{age(lk['age_s'])}" + ("[red]✗[/red]" if lk["failed"] else "")
-            by_peer.setdefault(lk["peer"], []).append(cell)
+            by_peer.setdefault(escape(str(lk["peer"])), []).append(cell)
     return "\n".join(f"{peer} {' '.join(cells)}" for peer, cells in by_peer.items()) or "—"
 
 

@@ -17,10 +17,12 @@ table it does not configure (it refuses those; the totals already showed it).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from edgesync.reads import split
+from edgesync.ids import is_valid_id
+from edgesync.reads import RECORDS_AT_MOST, split
 
 Ask = Callable[[str | None, str], dict[str, dict]]
 
@@ -44,7 +46,7 @@ def narrow(ask: Ask, hosts: Iterable[str], max_records: int = 50) -> dict:
     digests = {h: totals[h]["digest"] for h in hosts if h in totals}
     groups = _groups(digests)
     report = {
-        "agree": not walk.unreachable and len(groups) == 1,
+        "agree": not walk.unreachable and not walk.malformed and len(groups) == 1,
         "digests": digests,
         "groups": groups,
         "tables": {},
@@ -56,6 +58,7 @@ def narrow(ask: Ask, hosts: Iterable[str], max_records: int = 50) -> dict:
     walk.records.sort(key=lambda r: (r["table"], r["id"]))
     report.update(
         unreachable=sorted(walk.unreachable),
+        malformed=walk.malformed,
         records=walk.records,
         more_records=walk.more,
         complete=walk.complete,
@@ -69,9 +72,11 @@ class _Walk:
     """One narrowing's questions and findings: which hosts stopped answering,
     the differing records found, and what the cap on them left unexplored."""
 
-    def __init__(self, ask: Ask, max_records: int):
+    def __init__(self, ask: Ask, max_records: int, max_queries: int = 400):
         self._ask = ask
         self.max_records = max_records
+        self.max_queries = max_queries
+        self.malformed: dict[str, str] = {}
         self.queries = 0
         self.levels = 0
         self.unreachable: set[str] = set()
@@ -82,12 +87,25 @@ class _Walk:
     def ask(self, table: str | None, prefix: str, hosts: list[str]) -> dict[str, dict]:
         """The answers of those of ``hosts`` still answering; the others are
         unreachable from now on."""
-        hosts = [h for h in hosts if h not in self.unreachable]
+        hosts = [h for h in hosts if h not in self.unreachable and h not in self.malformed]
+        check_question(table, prefix)
         answers = self._ask(table, prefix)
         self.queries += 1
         self.levels = max(self.levels, len(prefix))
         self.unreachable.update(h for h in hosts if h not in answers)
-        return {h: answers[h] for h in hosts if h in answers}
+        good = {}
+        for h in hosts:
+            if h in answers:
+                problem = answer_problem(table, prefix, answers[h])
+                if problem:
+                    self.malformed[h] = f"{problem} (asked {table or 'totals'} {prefix!r})"
+                else:
+                    good[h] = answers[h]
+        return good
+
+    def spent(self) -> bool:
+        """The questions allowed are used up: what is left stays unexplored."""
+        return self.queries >= self.max_queries
 
     def full(self) -> bool:
         return len(self.records) >= self.max_records
@@ -143,7 +161,7 @@ def _narrow_table(walk: _Walk, table: str, totals: dict[str, dict]) -> None:
     stack = [("", {h: totals[h]["tables"][table]["rows"] for h in hosts})]
     while stack:
         prefix, rows = stack.pop()
-        if walk.full():
+        if walk.full() or walk.spent():
             walk.skip(rows)
             continue
         answers = walk.ask(table, prefix, hosts)
@@ -186,6 +204,75 @@ def _differing_records(table: str, records: dict[str, dict[str, str]]) -> list[d
     return out
 
 
+# What an answer may hold. A host's answers are not trusted: an edge stands
+# where anyone may hold its key, and whatever it says becomes the controller's
+# next question to every host. So a table name, a bucket or a record that is
+# not of the agent's own shape makes the whole answer malformed, and that host
+# is left out of the rest of the comparison (and named).
+_TABLE = re.compile(r"[a-z][a-z0-9_]{0,62}")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_MOST_TABLES = 1000
+
+
+def check_question(table: str | None, prefix: str) -> None:
+    """A question edgectl may put to the hosts: a table name and a hex prefix."""
+    if table is not None and not _TABLE.fullmatch(table):
+        raise ValueError(f"not a table name: {table!r}")
+    if not re.fullmatch(r"[0-9a-f]{0,64}", prefix):
+        raise ValueError(f"not a bucket prefix: {prefix!r}")
+
+
+def answer_problem(table: str | None, prefix: str, answer: object) -> str | None:
+    """What is wrong with a host's answer to (table, prefix), or None."""
+    if not isinstance(answer, dict):
+        return "not an object"
+    if table is None:
+        tables = answer.get("tables")
+        if not _digest(answer.get("digest")) or not isinstance(tables, dict):
+            return "totals without a digest and tables"
+        if len(tables) > _MOST_TABLES:
+            return f"{len(tables)} tables"
+        for name, part in tables.items():
+            if not _TABLE.fullmatch(str(name)) or not _part(part):
+                return f"table {str(name)[:40]!r} malformed"
+        return None
+    if (
+        answer.get("table") != table
+        or answer.get("prefix") != prefix
+        or not _count(answer.get("rows"))
+    ):
+        return f"an answer about another question than {table} {prefix!r}"
+    if "buckets" in answer:
+        buckets = answer["buckets"]
+        if len(prefix) >= 64 or not isinstance(buckets, dict) or len(buckets) > 16:
+            return "buckets below the last level"
+        for key, part in buckets.items():
+            if not (isinstance(key, str) and len(key) == len(prefix) + 1
+                    and key.startswith(prefix) and key[-1] in "0123456789abcdef"
+                    and _part(part)):  # fmt: skip
+                return f"bucket {str(key)[:70]!r} malformed"
+        return None
+    records = answer.get("records")
+    if not isinstance(records, dict) or (len(records) > RECORDS_AT_MOST and len(prefix) < 64):
+        return "neither buckets nor at most 32 records"
+    for rid, row_hash in records.items():
+        if not is_valid_id(rid) or not _digest(row_hash):
+            return f"record {str(rid)[:70]!r} malformed"
+    return None
+
+
+def _digest(value: object) -> bool:
+    return isinstance(value, str) and bool(_DIGEST.fullmatch(value))
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _part(part: object) -> bool:
+    return isinstance(part, dict) and _digest(part.get("digest")) and _count(part.get("rows"))
+
+
 def summary_lines(report: dict) -> list[str]:
     """The report in a few lines for a person: who differs from whom, in which
     tables, and how each differing record differs."""
@@ -196,6 +283,8 @@ def summary_lines(report: dict) -> list[str]:
     lines = []
     if report["unreachable"]:
         lines.append(f"unreachable, not compared: {_names(report['unreachable'])}")
+    for host, why in sorted(report.get("malformed", {}).items()):
+        lines.append(f"{host} answered out of shape, left out: {why}")
     groups = report["groups"]
     if len(groups) == 1:
         lines.append(f"the {n} hosts that answered agree")

@@ -7,9 +7,11 @@ from __future__ import annotations
 import threading
 import time
 
+from rich.console import Console
+
 from edgectl import cli, project, status
 from edgectl.errors import USAGE
-from edgectl.run import Progress
+from edgectl.run import Progress, _with_all
 
 FLEET = [
     {"host": "master01", "name": "MASTER01", "role": "master", "farm": None, "trusted": [],
@@ -161,3 +163,36 @@ def test_bad_input_is_exit_2(capsys):
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "edgectl: -e 'novalue': expected KEY=VALUE"
     assert err[1] == "edgectl: inventory /nonexistent/inv does not exist"
+
+
+def test_what_a_host_says_is_shown_as_text_never_as_markup():
+    hostile = answer(version="0.2.0[/]", links=[link("[link=https://x]EDGE02[/link]", "push")],
+                     refusals=[{"at": "2999-01-01T00:00:00Z", "peer": "[green]✓", "action": "push",
+                                "rule": "[bold]x"}])  # fmt: skip
+    rows = status.rows(FLEET, {"master01": answer(), "edge01": hostile}, {})
+    console = Console(width=300, record=True)
+    console.print(status.table(rows, "t"))  # no MarkupError
+    text = console.export_text()
+    assert "0.2.0[/]" in text and "[green]✓" in text
+
+
+def test_a_status_answer_out_of_shape_is_named_not_a_crash():
+    odd = answer()
+    odd["status"]["rows"] = {"pages": "many"}
+    odd2 = answer()
+    odd2["status"]["links"] = [{"initiated": True, "peer": "EDGE02", "action": "push",
+                                "last_ok_age_s": "soon"}]  # fmt: skip
+    rows = by_host(status.rows(FLEET, {"master01": answer(), "edge01": odd, "edge02": odd2}, {}))
+    assert rows["edge01"]["attention"] == ["answered status out of shape"]
+    Console(width=300).print(status.table(list(rows.values()), "t"))
+
+
+def test_limits_of_only_exclusions_apply_to_every_host():
+    assert _with_all("!edge03") == "all:!edge03"
+    assert _with_all("&farm_lon_a:!edge03") == "all:&farm_lon_a:!edge03"
+    assert _with_all("farm_lon_a:!edge03") == "farm_lon_a:!edge03"
+
+
+def test_down_refuses_a_limit(capsys):
+    assert cli.main(["down", "--limit", "edge03"]) == USAGE
+    assert "--limit is not supported" in capsys.readouterr().err

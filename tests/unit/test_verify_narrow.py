@@ -10,14 +10,18 @@ from __future__ import annotations
 import hashlib
 import json
 
-from edgectl.verify import narrow, summary_lines
+import pytest
+
+from edgectl.verify import check_question, narrow, summary_lines
 from edgesync.reads import RECORDS_AT_MOST, bucket_answer, row_hash
 
 HOSTS = ["EDGE01", "EDGE02", "EDGE03", "EDGE04", "EDGE05", "NODE01", "MASTER01"]
 
 
 def _rid(i: int) -> str:
-    return f"EDGE01-LON-{i % 10000:04d}-K3J9X0QZ-27112026200512"
+    """A valid, distinct ID per ``i`` (NNLL: two digits, two letters)."""
+    letters = chr(65 + (i // 100) % 26) + chr(65 + (i // 2600) % 26)
+    return f"EDGE01-LON-{i % 100:02d}{letters}-K3J9X0QZ-27112026200512"
 
 
 def _rows(n: int, title: str = "t") -> dict[str, str]:
@@ -195,3 +199,60 @@ def test_a_table_one_host_does_not_configure_is_shown_not_asked_there():
     assert summary_lines(report)[0] == (
         "EDGE03 differs from the 2 others in table notes: configured on one side only"
     )
+
+
+class Hostile(Fleet):
+    """The fleet, with EDGE05 answering table questions as ``lie`` says."""
+
+    def __init__(self, rows, lie):
+        super().__init__({h: {"pages": dict(rows)} for h in HOSTS})
+        self.hosts["EDGE05"] = {"pages": dict(_rows(len(rows), title="other"))}
+        self.lie = lie
+
+    def ask(self, table, prefix):
+        out = super().ask(table, prefix)
+        if table is not None:
+            out["EDGE05"] = self.lie(table, prefix)
+        return out
+
+
+def _bucket(key):
+    return {key: {"digest": "f" * 64, "rows": 1}}
+
+
+@pytest.mark.parametrize(
+    "lie",
+    [
+        # an answer whose bucket would become the next question's arguments
+        lambda t, p: {"table": t, "prefix": p, "rows": 9,
+                      "buckets": _bucket(p + "0 user= agent=/bin/sh x={{ lookup('pipe','id') }}")},
+        # the asked prefix echoed back as its own child: asked again forever
+        lambda t, p: {"table": t, "prefix": p, "rows": 9, "buckets": _bucket(p or "0")},
+        # no digest, odd shapes
+        lambda t, p: {"table": t, "prefix": p, "rows": 9, "buckets": {p + "0": "x"}},
+        lambda t, p: {"table": t, "prefix": p, "rows": "many", "records": {}},
+        lambda t, p: {"table": "other", "prefix": p, "rows": 1, "records": {}},
+        lambda t, p: ["not", "an", "object"],
+        lambda t, p: {"table": t, "prefix": p, "rows": 1, "records": {"../../etc": "f" * 64}},
+    ],
+)  # fmt: skip
+def test_a_hostile_answer_is_named_and_never_becomes_a_question(lie):
+    fleet = Hostile(_rows(300), lie)
+    report = narrow(fleet.ask, HOSTS)
+    assert not report["agree"]
+    assert list(report["malformed"]) == ["EDGE05"], report["malformed"]
+    for table, prefix in fleet.asked:
+        check_question(table, prefix)  # only table names and hex prefixes were asked
+    assert report["queries"] < 20
+    assert any(line.startswith("EDGE05 answered out of shape") for line in summary_lines(report))
+
+
+def test_a_host_answering_ever_deeper_buckets_is_cut_off_by_the_question_budget():
+    """Well-formed children that always differ: the walk stops at its budget."""
+    fleet = Hostile(_rows(300), lambda t, p: {
+        "table": t, "prefix": p, "rows": 9,
+        "buckets": {p + c: {"digest": f"{c * 63}{len(p) % 10}", "rows": 1}
+                    for c in "0123456789abcdef"},
+    })  # fmt: skip
+    report = narrow(fleet.ask, HOSTS)
+    assert report["queries"] <= 400 and report["complete"] is False

@@ -30,6 +30,11 @@ class BadInput(EdgesyncError):
     exit_code = 2
 
 
+class Conflict(BadInput):
+    """The request contradicts what the store holds (a reused Idempotency-Key,
+    a record that moved on since the caller read it); nothing was written."""
+
+
 class ConfigError(BadInput):
     """The configuration file is invalid; the message names the key and the value."""
 

@@ -12,6 +12,9 @@ while a rollout migrates under it writes nothing the new schema misreads.
 
     2  signed changes (the first schema a release reads; 1 predates signing)
     3  _links: the history of sync sessions with each peer (history.py)
+    4  _slug_history: the slugs records held before (an old slug answers 301);
+       _requests: the answers to writes that carried an Idempotency-Key;
+       _sessions: the content editor's signed-in sessions (web/)
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 
 from .errors import BadInput
 
-SCHEMA = 3
+SCHEMA = 4
 OLDEST = 2
 
 
@@ -43,8 +46,30 @@ LINKS = (
     " PRIMARY KEY (peer, action, initiated)) WITHOUT ROWID"
 )
 
+# A slug a record held before, kept so its old URL answers 301 to the current
+# one. Each node records the slugs its records held (slug_settlement.py).
+SLUG_HISTORY = (
+    "CREATE TABLE _slug_history(tbl TEXT NOT NULL, slug TEXT NOT NULL, id TEXT NOT NULL,"
+    " at INTEGER NOT NULL, PRIMARY KEY (tbl, slug)) WITHOUT ROWID"
+)
+# The first answer to a write that carried an Idempotency-Key: a retry gets it again.
+REQUESTS = (
+    "CREATE TABLE _requests(key TEXT PRIMARY KEY, at INTEGER NOT NULL,"
+    " fingerprint TEXT NOT NULL, answer TEXT NOT NULL) WITHOUT ROWID"
+)
+SESSIONS = (
+    "CREATE TABLE _sessions(id TEXT PRIMARY KEY, name TEXT NOT NULL,"
+    " expires INTEGER NOT NULL) WITHOUT ROWID"
+)
+
 STEPS = {
     3: Step(3, "per-link sync history (_links)", up=(LINKS,), down=("DROP TABLE _links",)),
+    4: Step(
+        4,
+        "slug history, idempotent writes and editor sessions (_slug_history, _requests, _sessions)",
+        up=(SLUG_HISTORY, REQUESTS, SESSIONS),
+        down=("DROP TABLE _slug_history", "DROP TABLE _requests", "DROP TABLE _sessions"),
+    ),
 }
 
 

@@ -64,6 +64,32 @@ def by_slug(db: Database, spec: TableSpec, slug: str) -> dict:
     return record(db, spec, found[0])
 
 
+def moved(db: Database, spec: TableSpec, slug: str) -> str | None:
+    """The slug now held by the record that once held ``slug`` (which no
+    visible record holds now), or None: the record is gone, or never held it."""
+    found = db.execute(
+        f"SELECT r.slug FROM _slug_history h JOIN {q(spec.name)} r ON r.id = h.id"
+        " WHERE h.tbl = ? AND h.slug = ? AND r._deleted = 0 AND r.slug IS NOT NULL",
+        (spec.name, slug),
+    ).fetchone()
+    return found[0] if found and found[0] != slug else None
+
+
+def page(db: Database, spec: TableSpec, after: str | None, limit: int) -> list[dict]:
+    """Up to ``limit`` visible records in ID order, after the ID ``after``: a
+    page of a listing whose position is an ID, so writes meanwhile neither skip
+    nor repeat a record that was there before."""
+    cols = ", ".join(q(c) for c in spec.columns)
+    slug = ", slug" if spec.slug else ""
+    rows = db.execute(
+        f"SELECT id, {cols}{slug} FROM {q(spec.name)} WHERE _deleted = 0 AND id > ?"
+        " ORDER BY id LIMIT ?",
+        (after or "", limit),
+    ).fetchall()
+    names = ["id", *spec.columns, *(["slug"] if spec.slug else [])]
+    return [dict(zip(names, r, strict=True)) for r in rows]
+
+
 def count(db: Database, spec: TableSpec) -> int:
     return db.execute(f"SELECT count(*) FROM {q(spec.name)} WHERE _deleted = 0").fetchone()[0]
 

@@ -6,11 +6,16 @@ different nodes may still want the same slug; after every applied batch the
 touched records are settled (``settle``): the smallest ID holds the slug, the
 others fall back to ``…-<code>-<random part of their ID>``. The rule depends only
 on the records, so every node that holds them settles them alike.
+
+Whenever a record's slug moves (its slug columns were edited, or it lost a
+clash), the slug it held is kept in ``_slug_history`` so its old URL answers
+301 to the current one (``reads.moved``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 
 from . import slugs
 from .config import TableSpec
@@ -54,9 +59,10 @@ def settle(db: Database, spec: TableSpec, ids: list[str]) -> None:
         part = ids[i : i + IN_CHUNK]
         marks = ",".join("?" * len(part))
         rows = db.execute(
-            f"SELECT id, _deleted, _code, _want, {cols} FROM {t} WHERE id IN ({marks})", part
+            f"SELECT id, _deleted, _code, _want, slug, {cols} FROM {t} WHERE id IN ({marks})",
+            part,
         ).fetchall()
-        for rid, deleted, code, old_want, *values in rows:
+        for rid, deleted, code, old_want, held, *values in rows:
             want = None
             if not deleted:
                 want = slugs.wanted(values, code or code_of(rid), spec.name)
@@ -76,6 +82,8 @@ def settle(db: Database, spec: TableSpec, ids: list[str]) -> None:
                 groups.add(want)
             else:
                 db.execute(f"UPDATE {t} SET _want = ?, slug = ? WHERE id = ?", (want, want, rid))
+                if held is not None and held != want:
+                    remember(db, spec, [(held, rid)])
     for want in sorted(groups):
         members = db.execute(
             f"SELECT id, slug FROM {t} WHERE _want = ? AND _deleted = 0 ORDER BY id", (want,)
@@ -95,3 +103,17 @@ def settle(db: Database, spec: TableSpec, ids: list[str]) -> None:
         # Free the slugs that move first, so no two rows hold one for a moment.
         db.executemany(f"UPDATE {t} SET slug = NULL WHERE id = ?", [(r,) for _s, r in moving])
         db.executemany(f"UPDATE {t} SET slug = ? WHERE id = ?", moving)
+        left = [(slug, rid) for rid, slug in members if slug not in (None, targets[rid])]
+        remember(db, spec, left)
+
+
+def remember(db: Database, spec: TableSpec, moved: list[tuple[str, str]]) -> None:
+    """Keep the slugs records held before they moved: (old slug, record ID).
+    A slug held again later by another record answers with that record (reads
+    look at the slugs held now first)."""
+    if moved:
+        now = int(time.time())
+        db.executemany(
+            "INSERT OR REPLACE INTO _slug_history VALUES (?, ?, ?, ?)",
+            [(spec.name, slug, rid, now) for slug, rid in moved],
+        )

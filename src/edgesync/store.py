@@ -14,6 +14,7 @@ targets from the config.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,10 +32,10 @@ from . import (
 )
 from .changelog import ChangeLog, Entry
 from .changes import CODE_COLUMN, check_creators, check_value, encode, validate_batch
-from .config import Config
+from .config import Config, TableSpec
 from .config import load as load_config
 from .db import Database
-from .errors import BadInput, NotFound
+from .errors import BadInput, Conflict, NotFound
 from .ids import new_id
 from .merge import ApplyResult, Merger
 from .outbox import Outbox
@@ -50,6 +51,12 @@ from .signing import (
 )
 
 __all__ = ["ApplyResult", "Store"]
+
+# Sees the record as it stands (None: a new one) inside a write's transaction;
+# raises to refuse the write.
+Precondition = Callable[[dict | None], None]
+# How long the answer to a write with an Idempotency-Key is kept (seconds).
+REQUEST_KEEP_S = 24 * 3600
 
 
 class Store:
@@ -75,6 +82,9 @@ class Store:
         self._signer: Signer | None = None
         self._keys: KeyRing | None = None
         self._restarted = False
+        # ORIGIN:SEQ of this store's last local write: a host that holds it
+        # holds the write (the HTTP face's Edgesync-Bookmark).
+        self.bookmark: str | None = None
         # Checking proofs of origin is never turned off but by the benchmark that
         # measures what it costs.
         self.verify = True
@@ -143,9 +153,45 @@ class Store:
 
     # -- local writes -----------------------------------------------------------
 
-    def put(self, table: str, data: object) -> dict:
-        """Create a record, or update one when ``data`` carries an existing ``id``."""
+    def put(self, table: str, data: object, precondition: Precondition | None = None) -> dict:
+        """Create a record, or update one when ``data`` carries an existing ``id``.
+
+        ``precondition``, if given, sees the record as it stands (None for a new
+        one) inside the write's transaction and may raise to refuse the write
+        (an HTTP If-Match)."""
         self.heal_clock()
+        spec, rid, values = self._checked(table, data)
+        with self.transaction():
+            return self._put(spec, rid, values, precondition)
+
+    def put_once(self, table: str, data: object, key: str, fingerprint: str) -> tuple[dict, bool]:
+        """``put`` at most once per ``key`` (an HTTP Idempotency-Key): the first
+        call writes and keeps its answer, in the same transaction; a later one
+        with the same key and ``fingerprint`` (of the request) gets that answer
+        again and writes nothing. Returns (answer, replayed). The same key with
+        another fingerprint is refused (Conflict)."""
+        self.heal_clock()
+        spec, rid, values = self._checked(table, data)
+        with self.transaction():
+            found = self.db.execute(
+                "SELECT fingerprint, answer FROM _requests WHERE key = ?", (key,)
+            ).fetchone()
+            if found is not None:
+                if found[0] != fingerprint:
+                    raise Conflict(
+                        "Idempotency-Key already used for another request: use a new key"
+                    )
+                return json.loads(found[1]), True
+            answer = {"record": self._put(spec, rid, values, None), "bookmark": self.bookmark}
+            now = int(time.time())
+            self.db.execute(
+                "INSERT INTO _requests VALUES (?, ?, ?, ?)",
+                (key, now, fingerprint, json.dumps(answer, ensure_ascii=False)),
+            )
+            self.db.execute("DELETE FROM _requests WHERE at < ?", (now - REQUEST_KEEP_S,))
+        return answer, False
+
+    def _checked(self, table: str, data: object) -> tuple[TableSpec, str | None, dict]:
         spec = reads.spec_of(self.config, table)
         if not isinstance(data, dict):
             raise BadInput(f"data for {table} must be a JSON object")
@@ -157,37 +203,48 @@ class Store:
             if col not in spec.columns:
                 raise BadInput(f"unknown column {table}.{col}")
             check_value(table, col, value, self.config.max_value_bytes)
-        with self.transaction():
-            if rid is None:
-                rid = new_id(self.config.name, self.config.location)
-                d = {c: values.get(c) for c in spec.columns}
-                current = None
-            else:
-                current = reads.row(self.db, spec, rid)
-                if current is None:
-                    raise NotFound(f"not found: {table} {rid}")
-                d = {
-                    c: v
-                    for c, v in values.items()
-                    if current[c] != v or type(current[c]) is not type(v)  # 1 → 1.0 is an edit
-                }
-            if spec.slug and (current is None or any(c in d for c in spec.slug)):
-                merged = {**(current or {}), **d}
-                code = slug_settlement.free_code(self.db, spec, rid, merged, current)
-                if current is None or code != current["_code"]:
-                    d[CODE_COLUMN] = code
-            if d:
-                self._write_local(spec.name, rid, "new" if current is None else "put", d)
-            record = reads.record(self.db, spec, rid)
-        return record
+        return spec, rid, values
 
-    def delete(self, table: str, rid: str) -> None:
+    def _put(
+        self, spec: TableSpec, rid: str | None, values: dict, precondition: Precondition | None
+    ) -> dict:
+        """Inside the open transaction."""
+        table = spec.name
+        if rid is None:
+            rid = new_id(self.config.name, self.config.location)
+            d = {c: values.get(c) for c in spec.columns}
+            current = None
+        else:
+            current = reads.row(self.db, spec, rid)
+            if current is None:
+                raise NotFound(f"not found: {table} {rid}")
+            d = {
+                c: v
+                for c, v in values.items()
+                if current[c] != v or type(current[c]) is not type(v)  # 1 → 1.0 is an edit
+            }
+        if precondition is not None:
+            precondition(None if current is None else reads.record(self.db, spec, rid))
+        if spec.slug and (current is None or any(c in d for c in spec.slug)):
+            merged = {**(current or {}), **d}
+            code = slug_settlement.free_code(self.db, spec, rid, merged, current)
+            if current is None or code != current["_code"]:
+                d[CODE_COLUMN] = code
+        if d:
+            self._write_local(spec.name, rid, "new" if current is None else "put", d)
+        else:
+            self.bookmark = f"{self.log.origin()}:{self.log.clock()[1]}"
+        return reads.record(self.db, spec, rid)
+
+    def delete(self, table: str, rid: str, precondition: Precondition | None = None) -> None:
         self.heal_clock()
         spec = reads.spec_of(self.config, table)
         reads.check_id(rid)
         with self.transaction():
             if reads.row(self.db, spec, rid) is None:
                 raise NotFound(f"not found: {table} {rid}")
+            if precondition is not None:
+                precondition(reads.record(self.db, spec, rid))
             self._write_local(spec.name, rid, "del", {})
 
     def _write_local(self, table: str, rid: str, kind: str, d: dict) -> None:
@@ -208,6 +265,7 @@ class Store:
         _result, entries = self.merger.apply([change], [body], [b64(value)], local=True)
         self._entries += entries
         self.log.set_clock(stamp, own_seq)
+        self.bookmark = f"{origin}:{own_seq}"
 
     # -- changes from elsewhere ---------------------------------------------------
 

@@ -169,7 +169,7 @@ class App:
             raise HttpError(431, f"request headers of {size} bytes: at most {MAX_HEADER_BYTES}")
         try:
             pairs = parse_qsl(scope["query_string"].decode("utf-8"), keep_blank_values=True,
-                              max_num_fields=20)  # fmt: skip
+                              max_num_fields=20, errors="strict")  # fmt: skip
         except (UnicodeDecodeError, ValueError):
             raise HttpError(400, "the query string is not UTF-8, or has too many fields") from None
         query = dict(pairs)

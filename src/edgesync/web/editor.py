@@ -108,7 +108,7 @@ class Editor:
 
     def error_page(self, req: Request, exc: HttpError) -> Response:
         resp = self.render(
-            req, "error.html", exc.status, title=exc.error, status=exc.status,
+            req, "error.html", exc.status, title=exc.error, code=exc.status,
             error=exc.error, detail=exc.detail,
         )  # fmt: skip
         resp.headers.update(exc.headers)

@@ -72,3 +72,46 @@ def test_nothing_below_the_store_imports_the_store_or_sync():
              "outbox", "changes"]  # fmt: skip
     for module in below:
         assert not graph[module] & {"store", "sync", "agent", "cli"}, module
+
+
+def _web_imports() -> dict[str, tuple[set[str], list[str]]]:
+    """The same for the HTTP face (edgesync/web): module -> (what it imports from
+    edgesync, one level up or beside it; imports inside functions)."""
+    out = {}
+    for path in sorted((PACKAGE / "web").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        top = set()
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.level in (1, 2):
+                where = "web." if node.level == 1 else ""
+                names = [node.module] if node.module else [a.name for a in node.names]
+                top.update(where + n.split(".")[0] for n in names)
+        inner = [
+            f"web/{path.stem}:{n.lineno}"
+            for f in ast.walk(tree)
+            if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+            for n in ast.walk(f)
+            if isinstance(n, ast.Import | ast.ImportFrom)
+        ]
+        out[path.stem] = (top, inner)
+    return out
+
+
+def test_the_http_face_stands_above_the_store_and_nothing_below_imports_it():
+    for module, (top, _inner) in _imports().items():
+        assert "web" not in top, f"{module} imports the HTTP face"
+    web = _web_imports()
+    assert [i for _top, inner in web.values() for i in inner] == []
+    graph = {m: {t[4:] for t in top if t.startswith("web.")} for m, (top, _i) in web.items()}
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        assert module not in path, f"import cycle: {' -> '.join([*path, module])}"
+        if module in done:
+            return
+        for dep in sorted(graph.get(module, ())):
+            visit(dep, [*path, module])
+        done.add(module)
+
+    for module in graph:
+        visit(module, [])

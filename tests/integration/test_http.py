@@ -469,3 +469,28 @@ def test_records_as_json_keep_their_types(edge01):
     got = edge01.get(res.headers["location"], headers=AUTH).json()
     assert got["n"] == 2**62 and got["text"] == "ünïcode ✓"
     assert json.loads(res.text) == got
+
+
+def raw(node: HttpNode, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", node.port), timeout=5) as s:
+        s.sendall(request)
+        return s.recv(65536)
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"POST /v1/pages HTTP/1.1\r\nHost: e\r\nContent-Length: -1\r\n\r\n{}",
+    b"POST /v1/pages HTTP/1.1\r\nHost: e\r\nContent-Length: 99999999999999999999\r\n\r\n{}",
+    b"POST /v1/pages HTTP/1.1\r\nHost: e\r\nContent-Length: 2, 3\r\n\r\n{}",
+    b"GET /v1/pages/\xff\xfe HTTP/1.1\r\nHost: e\r\n\r\n",
+    b"GET /v1/pages?slug=\xff HTTP/1.1\r\nHost: e\r\n\r\n",
+    b"NOT HTTP AT ALL\r\n\r\n",
+])  # fmt: skip
+def test_requests_that_are_not_http_are_refused_400_by_the_server(edges, request_bytes):
+    answer = raw(edges["EDGE01"], request_bytes)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+
+
+def test_headers_over_16_kib_are_refused_431(edges):
+    answer = raw(edges["EDGE01"], b"GET /v1/pages HTTP/1.1\r\nHost: e\r\nX-Big: " + b"a" * 17000
+                 + b"\r\n\r\n")  # fmt: skip
+    assert answer.startswith(b"HTTP/1.1 431 ") and b'"error":"request header' in answer

@@ -140,7 +140,8 @@ class Merger:
             params.append(row)
         self.db.executemany(sql["upsert"], params)
         if spec.slug:
-            slug_settlement.settle(self.db, spec, list({ch["i"]: None for ch in chs}))
+            born = {} if local else {ch["i"]: ch["d"] for ch in chs if ch["k"] == "new"}
+            slug_settlement.settle(self.db, spec, list({ch["i"]: None for ch in chs}), born)
         return conflicts
 
 

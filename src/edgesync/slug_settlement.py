@@ -9,7 +9,10 @@ on the records, so every node that holds them settles them alike.
 
 Whenever a record's slug moves (its slug columns were edited, or it lost a
 clash), the slug it held is kept in ``_slug_history`` so its old URL answers
-301 to the current one (``reads.moved``).
+301 to the current one (``reads.moved``). A node that never held a record's
+first slug (its creation and an edit arrived together) still learns it: the
+record's signed creation names its slug columns and code, so the slug it was
+born with is the same on every node, whatever the order changes arrive in.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import hashlib
 import time
 
 from . import slugs
+from .changes import CODE_COLUMN
 from .config import TableSpec
 from .db import IN_CHUNK, Database, q
 from .errors import BadInput
@@ -49,9 +53,13 @@ def free_code(db: Database, spec: TableSpec, rid: str, merged: dict, current: di
     raise BadInput(f"no free slug code for {spec.name} {slugs.words(values, spec.name)!r}")
 
 
-def settle(db: Database, spec: TableSpec, ids: list[str]) -> None:
+def settle(
+    db: Database, spec: TableSpec, ids: list[str], born: dict[str, dict] | None = None
+) -> None:
     """Recompute the wanted slugs of the touched records, then settle every
-    group of records wanting the same slug: the smallest ID holds it."""
+    group of records wanting the same slug: the smallest ID holds it.
+    ``born``: the data of the creations among the changes applied (record ID:
+    its "new" change's data), whose first slugs are kept when they differ."""
     t = q(spec.name)
     cols = ", ".join(q(c) for c in spec.slug)
     groups: set[str] = set()
@@ -66,6 +74,9 @@ def settle(db: Database, spec: TableSpec, ids: list[str]) -> None:
             want = None
             if not deleted:
                 want = slugs.wanted(values, code or code_of(rid), spec.name)
+                first = born.get(rid) if born else None
+                if first is not None:
+                    _remember_birth(db, spec, rid, first, (code, *values), want)
             if want == old_want:
                 continue
             if old_want is not None:
@@ -105,6 +116,23 @@ def settle(db: Database, spec: TableSpec, ids: list[str]) -> None:
         db.executemany(f"UPDATE {t} SET slug = ? WHERE id = ?", moving)
         left = [(slug, rid) for rid, slug in members if slug not in (None, targets[rid])]
         remember(db, spec, left)
+
+
+def _remember_birth(
+    db: Database, spec: TableSpec, rid: str, data: dict, state: tuple, now: str
+) -> None:
+    """Keep the slug a record was born with, if it is not the one it wants now
+    (``state``: its code and slug columns now)."""
+    values = [data.get(c) for c in spec.slug]
+    code = data.get(CODE_COLUMN) or code_of(rid)
+    if (code, *values) == (state[0] or code_of(rid), *state[1:]):
+        return  # the usual case: nothing about its slug changed since
+    first = slugs.wanted(values, code, spec.name)
+    if first != now:
+        db.execute(
+            "INSERT OR IGNORE INTO _slug_history VALUES (?, ?, ?, ?)",
+            (spec.name, first, rid, int(time.time())),
+        )
 
 
 def remember(db: Database, spec: TableSpec, moved: list[tuple[str, str]]) -> None:

@@ -43,7 +43,9 @@ def make_nodes(root, redis_url, nodes=FARM):
 def edges(tmp_path_factory, redis_server):
     root = tmp_path_factory.mktemp("http")
     paths = make_nodes(root, redis_server.url)
-    servers = {name: HttpNode(path).start() for name, path in paths.items()}
+    # A bookmark's wait is generous here: a test proves what is answered, not how
+    # fast a loaded machine starts a sync session (bench_latency.py times that).
+    servers = {name: HttpNode(path, bookmark_wait_ms=5000).start() for name, path in paths.items()}
     yield servers
     for server in servers.values():
         server.stop()
@@ -228,7 +230,7 @@ def test_a_bookmark_no_peer_holds_answers_503_with_retry_after_in_bounded_time(e
     waited = time.monotonic() - started
     is_error(res, 503, "does not hold EDGE09:7")
     assert res.headers["retry-after"] == "1"
-    assert waited < 5  # bounded: the wait is 500 ms; this only rules out a hang
+    assert waited < 20  # bounded: the wait is 5 s here; this only rules out a hang
     is_error(edge02.get("/v1/pages", headers={"edgesync-bookmark": "x:y"}), 400, "Bookmark")
 
 
@@ -494,3 +496,15 @@ def test_headers_over_16_kib_are_refused_431(edges):
     answer = raw(edges["EDGE01"], b"GET /v1/pages HTTP/1.1\r\nHost: e\r\nX-Big: " + b"a" * 17000
                  + b"\r\n\r\n")  # fmt: skip
     assert answer.startswith(b"HTTP/1.1 431 ") and b'"error":"request header' in answer
+
+
+def test_a_host_that_never_held_the_first_slug_still_redirects_from_it(edges, edge01, edge02):
+    made = page(edge01, "Born name", section="moves").json()
+    renamed = edge01.patch(f"/v1/pages/{made['id']}", json={"title": "Later name"}, headers=AUTH)
+    # EDGE02 receives the creation and the rename in one session.
+    bookmark = {"edgesync-bookmark": renamed.headers["edgesync-bookmark"]}
+    res = edge02.get(f"/v1/pages/{made['id']}", headers=bookmark)
+    assert res.json()["slug"] == renamed.json()["slug"]
+    old = edge02.get("/v1/pages", params={"slug": made["slug"]})
+    assert old.status_code == 301
+    assert old.headers["location"] == f"/v1/pages?slug={renamed.json()['slug']}"

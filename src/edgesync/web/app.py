@@ -236,9 +236,10 @@ class App:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                await self.backend.open()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                self.close()
+                await self.backend.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

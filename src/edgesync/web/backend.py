@@ -18,6 +18,7 @@ that origin's changes up to SEQ (``ChangeLog.held``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 import time
@@ -89,6 +90,20 @@ class Backend:
         self._pulling: asyncio.Future | None = None
         self.pulls = 0
         self.pull_failures = 0
+
+    async def open(self) -> None:
+        """Open the writer's and the puller's stores now, not at the first
+        request that needs them (a bookmark's wait is short)."""
+        await self.writer.run(lambda store: None)
+        if self.config.role == "edge":
+            await self.puller.run(lambda store: None)
+
+    async def aclose(self) -> None:
+        """Stop at shutdown: let a pull under way finish, then close the stores."""
+        if self._pulling is not None:
+            with contextlib.suppress(Exception):
+                await self._pulling
+        self.close()
 
     def close(self) -> None:
         self.writer.close()

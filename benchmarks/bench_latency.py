@@ -456,7 +456,16 @@ async def under_load(port: int, host: Host, capacity: float, scale: Scale) -> li
             lo = mid
         else:
             hi = mid
-    out.append((f"highest held: {lo:,} reads/s", lo, await open_loop(port, make, lo, scale.load_s)))
+    # A short step can pass a rate just under the server's capacity, where any
+    # jitter starts a queue that a longer run shows: confirm it at full length,
+    # a step lower (15 %) each time it does not hold, twice at most.
+    r = await open_loop(port, make, lo, scale.load_s)
+    for _ in range(2):
+        if held(r) or lo <= 1000:
+            break
+        lo = max(1000, int(round(lo * 0.85, -2)))
+        r = await open_loop(port, make, lo, scale.load_s)
+    out.append((f"highest held: {lo:,} reads/s", lo, r))
     return out
 
 
@@ -527,9 +536,11 @@ def load_rows(loads: list) -> list[str]:
             verdict = f"held (all 200, p99 <= {HELD_P99_MS:.0f} ms): {mark(held(r))}"
         else:
             verdict = ""
-        errors = r.offered - len(r.latencies) + r.errors(200)
-        if errors:
-            verdict += f" ({errors} not answered 200)"
+        statuses = {str(k): v for k, v in r.statuses.items() if k != 200}
+        if r.offered > len(r.latencies):
+            statuses["none"] = r.offered - len(r.latencies)
+        if statuses:  # status 0: the connection was lost
+            verdict += f" (not 200: {json.dumps(statuses)})"
         lag = f"sent late p99 {ms(pct(r.lag, 0.99))}"
         rows.append(f"  {label:<40} {spread(r):>22}   {lag:<20} {verdict:<34} n={r.offered}")
     return rows

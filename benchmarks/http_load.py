@@ -34,11 +34,12 @@ class Conn(asyncio.Protocol):
     """One kept-alive connection; ``send`` calls back with the answer's status
     (0 when the connection was lost) and the time it was complete."""
 
-    def __init__(self):
+    def __init__(self, on_lost: Callable[[Conn], None] | None = None):
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
         self.answered: Callable[[int, float], None] | None = None
         self.lost = False
+        self.on_lost = on_lost
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -64,6 +65,8 @@ class Conn(asyncio.Protocol):
         done, self.answered = self.answered, None
         if done is not None:
             done(0, time.perf_counter())
+        if self.on_lost is not None:
+            self.on_lost(self)
 
     def send(self, request: bytes, answered: Callable[[int, float], None]) -> None:
         if self.lost:
@@ -84,8 +87,9 @@ class Conn(asyncio.Protocol):
             self.transport.close()
 
 
-async def connect(port: int) -> Conn:
-    _, conn = await asyncio.get_running_loop().create_connection(Conn, LOOPBACK, port)
+async def connect(port: int, on_lost: Callable[[Conn], None] | None = None) -> Conn:
+    loop = asyncio.get_running_loop()
+    _, conn = await loop.create_connection(lambda: Conn(on_lost), LOOPBACK, port)
     return conn
 
 
@@ -153,10 +157,39 @@ async def open_loop(
     """``rate`` requests a second for ``seconds`` over ``conns`` connections,
     each request's latency from the time it was due. Requests not answered
     within ``grace`` seconds after the last one was due are left out
-    (``offered`` minus answered says how many)."""
+    (``offered`` minus answered says how many). A connection the server closes
+    (an idle one, after its header timeout) is replaced, a few times over at
+    most; a request it was carrying counts as answered with status 0."""
     loop = asyncio.get_running_loop()
-    pool = [await connect(port) for _ in range(conns)]
-    idle, waiting = list(pool), deque()
+    pool: list[Conn] = []
+    connecting: set[asyncio.Task] = set()
+    idle: list[Conn] = []
+    waiting: deque[int] = deque()
+    replacements = [conns * 4]
+
+    def lost(conn: Conn) -> None:
+        if conn in idle:
+            idle.remove(conn)
+        if replacements[0] > 0:
+            replacements[0] -= 1
+            task = loop.create_task(replace())
+            connecting.add(task)
+            task.add_done_callback(connecting.discard)
+
+    async def replace() -> None:
+        try:
+            conn = await connect(port, lost)
+        except OSError:
+            return
+        pool.append(conn)
+        if waiting:
+            dispatch(conn, waiting.popleft())
+        else:
+            idle.append(conn)
+
+    for _ in range(conns):
+        pool.append(await connect(port, lost))
+    idle += pool
     n = max(1, round(rate * seconds))
     out = Result(offered=n)
     everything = loop.create_future()
@@ -195,6 +228,9 @@ async def open_loop(
             await asyncio.wait_for(everything, grace)
         out.seconds = time.perf_counter() - start
     finally:
+        replacements[0] = 0
+        for task in list(connecting):
+            task.cancel()
         for conn in pool:
             conn.close()
     return out

@@ -43,7 +43,53 @@ same: Datasette, uvicorn and Starlette are no dependencies of edgesync).
    under Starlette, on asyncio's event loop as edgesync-http runs; and granian
    on uvloop for reference.
 
-FIGURES: filled in from the full run below.
+Figures of a full run (2 cores, Python 3.11, granian 2.8.7; the machine was
+shared with another helper's container fleet, so rates move by 10-20 % from
+run to run; the CPU per request moves less):
+
+    over the links, p50: edge reads 42.1 ms (floor 41.8), writes 43.1 (41.7);
+        master reads 228.4 ms (227.8), writes 229.1 (227.8): the seed's
+        230 -> 43 ms, 5.4x here; every goal (<= floor + 2 ms) met
+    open loop, reads: 100/s p99 3.4 ms; 1,000/s p99 2.3 ms (goal 5: met);
+        held up to 5,100/s (p99 8.2 ms)
+    reads/s: edge 7,546 (173 us CPU each), floor 14,467 (88 us): 0.52x,
+        goal 0.6x MISSED (0.43x in another run); Datasette 1,030 (1,089 us):
+        edge 7.3x, goal 5x met
+    writes/s: API 1,703 (652 us CPU each), the store locally 3,837: 0.44x,
+        goal 0.5x MISSED
+    the stack, reads/s: granian bare 14,467, granian + Starlette 12,111,
+        uvicorn bare 12,025, uvicorn + Starlette 9,870; granian bare on
+        uvloop 19,063 (the edge itself gained 3 % on uvloop: not worth it)
+
+What limits them:
+
+- Over a link, the link: the proxy's timers wake at millisecond steps (the
+  floor pays the same). A write adds its own 0.8 ms (sequential, no proxy:
+  the signed put with its Redis XADD 0.3 ms, the hop to the writer thread and
+  back, HTTP) and wake-ups of a process idle between requests 42 ms apart.
+- Under load, the two cores: the Python sender shares them (it sends up to
+  1 ms late); at 100/s every request meets a sleeping server (p50 1.9 ms
+  against 0.9 ms at 1,000/s). Past ~5,000/s the edge's one worker process is
+  busy and any jitter grows a queue.
+- Reads/s, the edge's Python per request on the event loop thread (one
+  worker): called in-process the app costs 58 us a read against the floor
+  app's 23; of the 35 us more, the ETag (a second, sorted JSON encoding and
+  SHA-256) ~6, the request timeout (asyncio.timeout) ~5, the token check
+  (hash, and a stat of the tokens file) ~4, the metrics (prometheus_client's
+  counter and histogram, with their locks) ~4, parsing, routing and the
+  response ~16. In the server that becomes 85 us more CPU (114 us on the
+  loop thread against 45), because granian's own threads wait for the GIL the
+  loop holds longer (they spin: sched_yield). Asking granian for the empty
+  body of a GET cost another 15-45 us (fixed: app.py reads no body a GET
+  does not frame).
+- Writes/s, the GIL: the loop thread (HTTP, JSON, token, the hop to the writer
+  and back: 150-280 us a write) and the writer thread (Store.put: ~350 us here,
+  ~260 us alone) hold it in turn, together nearly all the time (py-spy
+  --gil). A second worker process did not help (SQLite's one writer); a
+  shorter switch interval made it worse. Group commit in the writer (several
+  queued writes in one transaction) is the lever left.
+- Datasette: per request it checks permissions and CSRF, introspects the
+  table, runs its SQL on a thread pool and logs the access.
 """
 
 from __future__ import annotations

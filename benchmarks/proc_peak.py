@@ -25,7 +25,7 @@ def own_peak_mb(pid: int | str = "self") -> float | None:
     return None
 
 
-def _tree(pid: int) -> list[int]:
+def tree(pid: int) -> list[int]:
     """pid and all its descendants that are alive now."""
     out, todo = [], [pid]
     while todo:
@@ -61,7 +61,7 @@ def run_measured(argv: list[str], interval: float = 0.01) -> tuple[subprocess.Co
 
     def sample() -> None:
         while not done.is_set():
-            for pid in _tree(proc.pid):
+            for pid in tree(proc.pid):
                 mb = own_peak_mb(pid)
                 if mb is not None:
                     name = peaks[pid][0] if pid in peaks else _name(pid)

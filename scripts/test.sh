@@ -35,3 +35,7 @@ echo "== benchmarks (quick; full figures: run them without --quick)"
 # The fleet-size curve at N = 4 (it replaces the local fleet; the full curve:
 # .venv/bin/python benchmarks/bench_fleet.py --sizes 4,8,16).
 .venv/bin/python benchmarks/bench_fleet.py --quick
+# The HTTP face: the seed's 230 -> 43 ms over simulated links, latency under load,
+# throughput beside its floors (it makes build/bench-venv once: Datasette, uvicorn,
+# Starlette, for comparison only).
+.venv/bin/python benchmarks/bench_latency.py --quick

@@ -41,7 +41,7 @@ def test_without_the_vault_password_validation_says_so_per_host(tmp_path):
     res = validate(tmp_path, None)
     assert res.returncode != 0
     said = res.stdout + res.stderr
-    assert "host edge01: its api_* variables hold ansible-vault secrets and no vault password" in said
+    assert "host edge01: its api_* variables hold ansible-vault secrets and no vault" in said
 
 
 def test_every_container_lives_on_a_provider_host_of_its_own_subnets():

@@ -20,6 +20,14 @@ from runner_events import failures
 FARM_A = ("edge01", "edge02")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def converged_after(built, fleet):
+    """These tests write; the tests after them find the fleet converged again."""
+    yield
+    failed, _present, digests, _rounds = fleet.converge(set())
+    assert failed == [] and len(set(digests.values())) == 1, (failed, digests)
+
+
 @pytest.fixture
 def http():
     # Straight to the containers, whatever proxy the environment names.

@@ -8,8 +8,20 @@ DOCUMENTATION = r"""
 module: edgesync_info
 short_description: Report a node's status and content digest
 description:
-  - Runs C(edgesync status --json) and C(edgesync digest) on the host. Changes nothing.
+  - Runs C(edgesync status --json) and C(edgesync digest) on the host, and reads the host's own HTTP face
+    (C(edgesync-http)) on the address its settings name: its C(/readyz), and its C(/metrics) twice,
+    O(http_sample_s) seconds apart, for the users' requests per second and their 99th percentile time
+    between the two. Changes nothing.
 extends_documentation_fragment: [edgesync]
+options:
+  http_settings:
+    description: The HTTP face's settings file (where it listens).
+    type: path
+    default: /etc/edgesync/http.toml
+  http_sample_s:
+    description: Seconds between the two reads of C(/metrics); 0 reads it once and gives no rate.
+    type: float
+    default: 1.0
 attributes:
   check_mode:
     support: full
@@ -30,16 +42,31 @@ status: {description: "The agent's C(status --json) (node, version, schema, role
 version: {description: The release the agent runs, returned: success, type: str, sample: 0.2.0}
 schema: {description: The schema version of its database, returned: success, type: int, sample: 3}
 digest: {description: Digest of the visible content; equal on nodes holding the same records, returned: success, type: str}
+api:
+  description:
+    - The host's HTTP face. V(up) when it answers, V(ready) when C(/readyz) answers 200, V(reason) why not;
+      V(requests_per_s) and V(p99_s) (seconds) of the users' requests between the two reads (probes and scrapes
+      left out; V(p99_s) null when there were none; both null when the API restarted in between or runs several workers).
+  returned: success
+  type: dict
+  sample: {up: true, ready: true, reason: null, address: "127.0.0.1:8080", requests_per_s: 12.0, p99_s: 0.0042, sample_s: 1.0}
 """
 
 import json
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.edgesync_agent import COMMON_ARGS, run_agent
+from ansible.module_utils.edgesync_api import state as api_state
+
+ARGS = dict(
+    COMMON_ARGS,
+    http_settings=dict(type="path", default="/etc/edgesync/http.toml"),
+    http_sample_s=dict(type="float", default=1.0),
+)
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(COMMON_ARGS), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=ARGS, supports_check_mode=True)
     status = json.loads(run_agent(module, "status", "--json"))
     digest = run_agent(module, "digest").strip()
     module.exit_json(
@@ -48,6 +75,7 @@ def main():
         digest=digest,
         version=status.get("version"),
         schema=status.get("schema"),
+        api=api_state(module.params["http_settings"], max(0.0, module.params["http_sample_s"])),
     )
 
 

@@ -1,10 +1,15 @@
 """The fleet's status as one table: each host's agent answer (edgesync_info)
 joined with the inventory, and the hosts that need attention marked.
 
-A host needs attention when it did not answer, its Redis is not ok, it runs another release than the
+A host needs attention when it did not answer, its Redis is not ok, its API
+(the HTTP face) does not answer or is not ready, it runs another release than the
 master, holds other content than the master (while nothing is pending), has
 changes waiting in its outbox with no successful sync for a while, has a link
 whose last session failed, or refused a peer recently.
+
+The API column is what the module read on the host from the API's own
+/metrics, twice a second apart: the users' requests per second between the
+two reads and the 99th percentile of their time (— when there were none).
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ def _answered(row: dict, h: dict, answer: dict, scheduled: set) -> None:
         redis=st.get("redis"),
         refusals=(st.get("refusals") or {}).get("count", 0),
         last_refusal=_last_refusal(st),
+        api=_api(answer.get("api")),
     )
     row["rows"] = int(row["rows"])
     row["pending"] = int(row["pending"] or 0)
@@ -78,6 +84,25 @@ def _link(lk: dict, scheduled: bool) -> dict:
             "last_ok": lk.get("last_ok"), "age_s": lk.get("last_ok_age_s"),
             "failed": _failed_last(lk), "failed_at": lk.get("last_failed"),
             "error": lk.get("last_error")}  # fmt: skip
+
+
+def _api(api: dict | None) -> dict:
+    """The API part of an answer, checked for its shape (a host may say anything)."""
+    if api is None:
+        return {"up": False, "ready": False, "reason": "not reported",
+                "requests_per_s": None, "p99_s": None}  # fmt: skip
+    out = {"up": api["up"], "ready": api["ready"], "reason": api.get("reason"),
+           "requests_per_s": api.get("requests_per_s"), "p99_s": api.get("p99_s")}  # fmt: skip
+    if not isinstance(out["up"], bool) or not isinstance(out["ready"], bool):
+        raise TypeError("api: up and ready are booleans")
+    if out["reason"] is not None and not isinstance(out["reason"], str):
+        raise TypeError("api: reason is text")
+    for key in ("requests_per_s", "p99_s"):
+        value = out[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not 0 <= value < 1e12):  # fmt: skip
+            raise ValueError(f"api: {key} is a number")
+    return out
 
 
 def _failed_last(lk: dict) -> bool:
@@ -93,6 +118,11 @@ def _attention(row: dict, reference: dict, is_master: bool) -> list[str]:
     why = []
     if row["redis"] != "ok":
         why.append(f"Redis: {row['redis']}")
+    api = row["api"]
+    if not api["up"]:
+        why.append(f"API down: {api['reason'] or 'no detail'}")
+    elif not api["ready"]:
+        why.append(f"API not ready: {api['reason'] or 'no detail'}")
     if reference and not is_master:
         if row["version"] != reference.get("version"):
             why.append(f"runs {row['version']}, the master {reference.get('version')}")
@@ -136,7 +166,7 @@ def age(seconds: float | None) -> str:
 
 def table(rows_: list[dict], title: str) -> Table:
     t = Table(title=title, title_justify="left", header_style="bold")
-    for col in ("", "host", "role", "farm", "provider", "version", "rows", "pending",
+    for col in ("", "host", "role", "farm", "provider", "version", "rows", "pending", "API",
                 "last sync ↓pull ↑push", "last refusal", "digest"):  # fmt: skip
         t.add_column(col, no_wrap=col not in ("last sync ↓pull ↑push", "last refusal"))
     for r in rows_:
@@ -148,16 +178,28 @@ def table(rows_: list[dict], title: str) -> Table:
                       for k in ("version", "schema", "rows", "pending")})  # fmt: skip
         if "version" not in r:
             t.add_row(mark, r["host"], r["role"], r["farm"] or "", r["provider"],
-                      "[red]unreachable[/red]", "", "", "", "", "")  # fmt: skip
+                      "[red]unreachable[/red]", "", "", "", "", "", "")  # fmt: skip
             continue
         links = _links_cell(r["links"])
         refusal = r["last_refusal"]
         t.add_row(mark, r["host"], r["role"], r["farm"] or "", r["provider"],
-                  f"{r['version']}/s{r['schema']}", str(r["rows"]), str(r["pending"]), links,
+                  f"{r['version']}/s{r['schema']}", str(r["rows"]), str(r["pending"]),
+                  _api_cell(r["api"]), links,
                   f"{escape(str(refusal.get('peer')))} {age(_age_s(refusal.get('at')))} ago"
                   if refusal else "—",
                   escape(str(r["digest"])[:12]))  # fmt: skip
     return t
+
+
+def _api_cell(api: dict) -> str:
+    """``up 12.0/s 4.2ms``: users' requests a second and their p99; or why not."""
+    if not api["up"]:
+        return "[red]down[/red]"
+    if not api["ready"]:
+        return "[red]not ready[/red]"
+    rate, p99 = api["requests_per_s"], api["p99_s"]
+    return (f"up {'?' if rate is None else f'{rate:.1f}'}/s "
+            f"{'—' if p99 is None else f'{p99 * 1000:.1f}ms'}")  # fmt: skip
 
 
 def _links_cell(links: list[dict]) -> str:

@@ -95,6 +95,20 @@ class Fleet:
                       if ev.get("event") == "runner_on_ok")  # fmt: skip
         return answer["edgesync_admin_dir"]
 
+    def address(self, host: str) -> str:
+        """The host's own address, as the controller reaches it (noted by roles/access)."""
+        conf = Path(self.admin_dir) / "hosts.d" / f"edgesync-{host}.conf"
+        return conf.read_text().split("HostName ", 1)[1].split()[0]
+
+    def api_url(self, host: str) -> str:
+        """Where the controller reaches the host's HTTP face (roles/api)."""
+        port = self.hosts[host].get("api_port", FACTS["edgesync_http_port"])
+        return f"http://{self.address(host)}:{port}"
+
+    def api_token(self, host: str) -> str:
+        """A bearer token the host's API takes, as the inventory gives it."""
+        return next(iter(self.hosts[host]["api_tokens"].values()))
+
     def agent(self, host: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run the agent on a host as its own user, as an operator would."""
         cmd = ["runuser", "-u", FACTS["edgesync_user"], "--", FACTS["edgesync_agent"],

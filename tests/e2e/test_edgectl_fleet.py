@@ -45,6 +45,8 @@ def test_status_is_one_table_with_every_host(built, fleet, say):
     assert set(rows) == set(fleet.hosts)
     versions = {r.get("version") for r in rows.values()}
     assert len(versions) == 1 and None not in versions, versions
+    # every host's API up and ready, read on the host itself
+    assert all(r["api"]["up"] and r["api"]["ready"] for r in rows.values()), rows
     # exit 1 exactly when some host needs attention, each reason on a line
     assert res.returncode == (1 if report["attention"] else 0), res.stderr
     assert report["attention"] == [f"{r['host']}: {w}" for r in report["hosts"]
@@ -55,17 +57,26 @@ def test_status_is_one_table_with_every_host(built, fleet, say):
 
 
 def test_status_marks_a_host_that_does_not_answer(built, fleet):
-    """edge04's Redis stopped: its row says so and the command exits 1."""
+    """edge04's Redis stopped, edge03 drained and edge02's API stopped: their
+    rows say so and the command exits 1."""
+    data_dir, api = fleet.facts["edgesync_data_dir"], fleet.facts["edgesync_http_service"]
     fleet.run("edge04", "systemctl", "stop", "redis-server")
+    fleet.run("edge03", "touch", f"{data_dir}/draining")
+    fleet.run("edge02", "systemctl", "stop", api)
     try:
         res = edgectl("status", "--json")
     finally:
         fleet.run("edge04", "systemctl", "start", "redis-server")
+        fleet.run("edge03", "rm", f"{data_dir}/draining")
+        fleet.run("edge02", "systemctl", "start", api)
     report = json.loads(res.stdout)
     assert res.returncode == 1
     row = next(r for r in report["hosts"] if r["host"] == "edge04")
     assert row["attention"], row
     assert any(line.startswith("edge04: ") for line in report["attention"])
+    assert "edge03: API not ready: /readyz answers 503: not ready: draining" in report["attention"]
+    down = [line for line in report["attention"] if line.startswith("edge02: API down: ")]
+    assert down and "no answer on 127.0.0.1:" in down[0], report["attention"]
 
 
 def test_a_host_whose_key_changed_is_refused(built, fleet, tmp_path):

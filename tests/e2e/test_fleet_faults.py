@@ -197,9 +197,13 @@ def test_an_edges_data_disk_full_then_freed(chaos, fleet):
         fleet.run("edge02", "sh", "-c", script)
 
     user = fleet.facts["edgesync_user"]
-    root(f"rm -rf /tmp/data-disk && cp -a {data} /tmp/data-disk && "
+    # The API holds the database open (so its WAL stays): it is stopped while
+    # the data directory moves, and runs on the small disk as it fills.
+    api = fleet.facts["edgesync_http_service"]
+    root(f"systemctl stop {api} && rm -rf /tmp/data-disk && cp -a {data} /tmp/data-disk && "
          f"mount -t tmpfs -o size=16m,mode=0750 tmpfs {data} && "
-         f"cp -a /tmp/data-disk/. {data}/ && chown {user}:{user} {data}")  # fmt: skip
+         f"cp -a /tmp/data-disk/. {data}/ && chown {user}:{user} {data} && "
+         f"systemctl start {api}")  # fmt: skip
     try:
         chaos.start_writers("disk")
         time.sleep(5)
@@ -212,8 +216,9 @@ def test_an_edges_data_disk_full_then_freed(chaos, fleet):
         time.sleep(5)
         acked = chaos.stop_writers("disk")
     finally:  # back onto the container's own disk, with everything written meanwhile
-        root(f"rm -f {data}/filler; rm -rf /tmp/data-disk && cp -a {data} /tmp/data-disk && "
-             f"umount {data} && cp -a /tmp/data-disk/. {data}/")  # fmt: skip
+        root(f"systemctl stop {api}; rm -f {data}/filler; rm -rf /tmp/data-disk && "
+             f"cp -a {data} /tmp/data-disk && umount {data} && cp -a /tmp/data-disk/. {data}/ "
+             f"&& systemctl start {api}")  # fmt: skip
     chaos.converge("edge02's data disk full, then freed", acked, recovered)
 
 

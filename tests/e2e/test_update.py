@@ -13,6 +13,7 @@ print its figures, and the rollback runs last.
 
 from __future__ import annotations
 
+import httpx
 from conftest import REPO, report
 from runner_events import failures, host_spans
 
@@ -50,6 +51,12 @@ def test_every_host_runs_the_new_release_and_schema(cycle, fleet):
         status = fleet.agent_json(host, "status", "--json")
         assert (status["version"], status["schema"]) == (__version__, migrations.SCHEMA), host
         assert fleet.agent(host, "--version").stdout.split()[1] == __version__
+    # The previous release had no HTTP face: upgrade.yml installed it on every
+    # host, on the new release, ready and out of its drain.
+    for host in fleet.hosts:
+        assert api_ready(fleet, host), host
+        release = fleet.run(host, "readlink", "-f", f"{fleet.facts['edgesync_root']}/current")
+        assert release.stdout.strip() + "/bin/python" in api_command(fleet, host), host
     links = fleet.agent_json("node01", "status", "--json")["links"]
     assert {lk["peer"] for lk in links} >= {"EDGE01", "EDGE02", "MASTER01"}
     assert all(lk["peer_release"] == __version__ for lk in links if lk["protocol"] == 3)
@@ -62,6 +69,21 @@ def test_the_module_reports_version_and_schema(cycle, fleet):
         if ev.get("event") == "runner_on_ok":
             res = ev["event_data"]["res"]
             assert (res["version"], res["schema"]) == (__version__, migrations.SCHEMA)
+
+
+def api_ready(fleet, host: str) -> bool:
+    """The host's API answers /readyz with 200, and it is not drained."""
+    with httpx.Client(timeout=30, trust_env=False) as http:
+        ready = http.get(f"{fleet.api_url(host)}/readyz").status_code == 200
+    drained = f"{fleet.facts['edgesync_data_dir']}/draining"
+    return ready and fleet.run(host, "test", "-e", drained, check=False).returncode != 0
+
+
+def api_command(fleet, host: str) -> str:
+    """The command line of the host's running API (its interpreter names its release)."""
+    unit = fleet.facts["edgesync_http_service"]
+    pid = fleet.run(host, "systemctl", "show", unit, "-p", "MainPID", "--value").stdout.strip()
+    return fleet.run(host, "cat", f"/proc/{pid}/cmdline").stdout.replace("\0", " ")
 
 
 def roll_back_by_hand(fleet, host: str, release: str) -> None:
@@ -102,6 +124,12 @@ def test_a_failed_edge_rolls_back_stops_the_rollout_and_loses_nothing(cycle, fle
     for host in ("edge03", "edge04"):
         assert fleet.agent(host, "--version").stdout.split() == ["edgesync", "0.1.0"], host
         assert fleet.agent(host, "digest").returncode == 0
+    # edge03's API was stopped by the roll back: the release it runs again has none.
+    api = fleet.run("edge03", "systemctl", "is-active", fleet.facts["edgesync_http_service"],
+                    check=False)  # fmt: skip
+    assert api.stdout.strip() == "inactive", api.stdout
+    drained = f"{fleet.facts['edgesync_data_dir']}/draining"
+    assert fleet.run("edge03", "test", "-e", drained, check=False).returncode != 0
     started = {(ev["event_data"].get("host"), ev["event_data"].get("task", "").split(":")[0])
                for ev in rehearsal.events if ev.get("event") == "runner_on_ok"}  # fmt: skip
     assert ("edge03", "Drain") in started and ("edge04", "Drain") not in started
@@ -125,6 +153,7 @@ def test_the_next_run_finishes_the_rollout_and_one_more_changes_nothing(cycle, f
     assert {h: n for h, n in again.stats["changed"].items() if n} == {}
     for host in fleet.hosts:
         assert fleet.agent_json(host, "status", "--json")["version"] == __version__
+        assert api_ready(fleet, host), host
 
 
 def test_the_users_ci_workflow_runs_the_same_cycle():

@@ -3,10 +3,14 @@
 import importlib.util
 import json
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+from httpnode import HttpNode
+
+from edgesync.config import load as load_config
 
 PLUGINS = Path(__file__).resolve().parents[2] / "plugins"
 
@@ -20,6 +24,7 @@ def _load(name: str, path: Path):
 
 
 _load("ansible.module_utils.edgesync_agent", PLUGINS / "module_utils" / "edgesync_agent.py")
+_load("ansible.module_utils.edgesync_api", PLUGINS / "module_utils" / "edgesync_api.py")
 push = _load("edgesync_push", PLUGINS / "modules" / "edgesync_push.py")
 pull = _load("edgesync_pull", PLUGINS / "modules" / "edgesync_pull.py")
 info = _load("edgesync_info", PLUGINS / "modules" / "edgesync_info.py")
@@ -68,6 +73,42 @@ def test_info_reports_status_and_digest(farm, capsys):
     assert rc == 0 and not res["changed"]
     assert res["status"]["node"] == "EDGE01" and res["status"]["rows"] == {"pages": 1}
     assert res["digest"] == farm.store("EDGE01").digest()
+
+
+def test_info_reads_the_hosts_api_its_rate_and_p99_then_a_drain_then_its_absence(farm, capsys):
+    farm.put("EDGE01", title="one")
+    node = HttpNode(farm.config_path("EDGE01")).start()
+    stop = threading.Event()
+
+    def users():  # a user reading pages while the module samples
+        with node.client() as client:
+            while not stop.is_set():
+                assert client.get("/v1/pages").status_code == 200
+
+    reader = threading.Thread(target=users)
+    reader.start()
+    try:
+        rc, busy = run(info, capsys, farm, "EDGE01", http_settings=str(node.settings))
+        stop.set()
+        reader.join()
+        (load_config(farm.config_path("EDGE01")).data_dir / "draining").touch()
+        rc, drained = run(info, capsys, farm, "EDGE01", http_settings=str(node.settings),
+                          http_sample_s=0)  # fmt: skip
+    finally:
+        stop.set()
+        node.stop()
+    rc, gone = run(info, capsys, farm, "EDGE01", http_settings=str(node.settings), http_sample_s=0)
+    api = busy["api"]
+    assert api["up"] and api["ready"] and api["reason"] is None
+    assert api["address"] == f"127.0.0.1:{node.port}"
+    assert api["requests_per_s"] > 0 and api["p99_s"] > 0
+    assert drained["api"]["up"] and not drained["api"]["ready"]
+    assert drained["api"]["reason"] == "/readyz answers 503: not ready: draining"
+    assert not gone["api"]["up"] and gone["api"]["reason"].startswith(
+        f"no answer on 127.0.0.1:{node.port}: "
+    )
+    rc, absent = run(info, capsys, farm, "EDGE01", http_settings=str(farm.root / "nosuch.toml"))
+    assert absent["api"]["reason"] == f"not installed ({farm.root / 'nosuch.toml'} is missing)"
 
 
 def test_digest_answers_the_totals_then_a_tables_buckets_and_refuses_a_bad_prefix(farm, capsys):

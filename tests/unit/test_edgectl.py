@@ -26,11 +26,17 @@ FLEET = [
 ]  # fmt: skip
 
 
-def answer(digest="d1", version="0.2.0", pending=0, links=(), redis="ok", refusals=()):
+def answer(digest="d1", version="0.2.0", pending=0, links=(), redis="ok", refusals=(), api=None):
     return {"version": version, "schema": 3, "digest": digest,
             "status": {"rows": {"pages": 10}, "outbox_pending": pending, "redis": redis,
                        "links": list(links),
-                       "refusals": {"count": len(refusals), "last": list(refusals)}}}  # fmt: skip
+                       "refusals": {"count": len(refusals), "last": list(refusals)}},
+            "api": api or api_state()}  # fmt: skip
+
+
+def api_state(up=True, ready=True, reason=None, rate=12.0, p99=0.0042):
+    return {"up": up, "ready": ready, "reason": reason, "address": "127.0.0.1:8080",
+            "requests_per_s": rate, "p99_s": p99, "sample_s": 1.0}  # fmt: skip
 
 
 def link(peer, action, ok_age=5.0, last_ok="2026-01-01T00:00:10Z", last_failed=None, error=None):
@@ -75,6 +81,36 @@ def test_each_reason_for_attention_is_named():
     assert "edge01: content differs from the master's" in lines
     assert "edge02: 3 changes pending, no sync in 10 min" in lines
     assert not any("MASTER01" in line for line in lines)
+
+
+def test_an_api_that_is_down_or_not_ready_needs_attention_and_says_why():
+    answers = {
+        "master01": answer(),
+        "node01": answer(api=api_state(up=False, ready=False, rate=None, p99=None,
+                                       reason="no answer on 127.0.0.1:8080: Connection refused")),
+        "edge01": answer(api=api_state(ready=False,
+                                       reason="/readyz answers 503: not ready: draining")),
+        "edge02": answer(api=api_state(rate=0.0, p99=None)),  # idle: fine
+    }  # fmt: skip
+    rows = status.rows(FLEET, answers, {})
+    assert status.attention_lines(rows) == [
+        "node01: API down: no answer on 127.0.0.1:8080: Connection refused",
+        "edge01: API not ready: /readyz answers 503: not ready: draining",
+    ]
+    console = Console(width=300, record=True)
+    console.print(status.table(rows, "t"))
+    lines = {line.split("│")[2].strip(): line for line in console.export_text().splitlines()
+             if line.count("│") > 3}  # fmt: skip
+    assert "up 12.0/s 4.2ms" in lines["master01"]
+    assert "down" in lines["node01"] and "not ready" in lines["edge01"]
+    assert "up 0.0/s —" in lines["edge02"]
+
+
+def test_an_api_answer_out_of_shape_is_named_not_shown():
+    for odd in ({"up": "yes", "ready": True}, {"up": True, "ready": True, "p99_s": "[red]x"},
+                {"up": True, "ready": True, "requests_per_s": float("nan")}, "up"):  # fmt: skip
+        rows = by_host(status.rows(FLEET, {"master01": answer(), "edge01": answer(api=odd)}, {}))
+        assert rows["edge01"]["attention"] == ["answered status out of shape"], odd
 
 
 def test_a_host_that_did_not_answer_says_why():

@@ -44,3 +44,21 @@ def test_the_session_deadlines_are_the_agents_defaults():
     from edgesync.config import TIMEOUTS
 
     assert {k: FACTS[f"edgesync_{k}"] for k in TIMEOUTS} == TIMEOUTS
+
+
+def test_the_info_module_reads_the_apis_settings_where_the_api_role_writes_them():
+    info = (REPO / "plugins/modules/edgesync_info.py").read_text()
+    path = FACTS["edgesync_http_settings_path"]
+    assert f'http_settings=dict(type="path", default="{path}")' in info
+    assert f"    default: {path}\n" in info  # its DOCUMENTATION
+    # beside the agent's config, as the tokens file
+    config_dir = FACTS["edgesync_config_path"].rsplit("/", 1)[0]
+    assert {path.rsplit("/", 1)[0], FACTS["edgesync_http_tokens_path"].rsplit("/", 1)[0]} == {
+        config_dir
+    }
+
+
+def test_the_api_listens_on_the_fleets_port_unless_told_otherwise():
+    defaults = yaml.safe_load((REPO / "roles/api/defaults/main.yml").read_text())
+    assert defaults["api_port"] == "{{ edgesync_http_port }}"
+    assert 0 < FACTS["edgesync_http_port"] < 65536

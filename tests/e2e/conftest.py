@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import ansible_runner
@@ -240,6 +241,8 @@ def previous_fleet(fleet, say):
     report(say, f"site.yml of release {version} from nothing", first)
     assert first.rc == 0, failures(first)
     first.version = version
+    known = tomllib.loads((REPO / "releases.toml").read_text())["release"]
+    first.schema = next(r["schema"] for r in known if r["version"] == version)
     return first
 
 

@@ -6,6 +6,10 @@ import sys
 
 import pytest
 
+from edgesync import migrations
+
+KNOWS = f"versions {migrations.OLDEST} to {migrations.SCHEMA}"
+
 
 def test_a_user_makes_finds_edits_and_deletes_a_page(make_node):
     node = make_node("EDGE01")
@@ -153,7 +157,7 @@ def test_a_database_made_by_a_newer_release_is_refused_not_misread(make_node):
     for args in (("status",), ("put", "pages", "--data", '{"title": "x"}'), ("init",)):
         res = node.cli(*args)
         assert res.returncode == 2, (args, res.stderr)
-        assert "schema version 99 is newer" in res.stderr and "versions 2 to 3" in res.stderr
+        assert "schema version 99 is newer" in res.stderr and KNOWS in res.stderr
 
 
 def test_a_database_made_before_signed_changes_is_refused_with_what_to_do(make_node):
@@ -163,4 +167,4 @@ def test_a_database_made_before_signed_changes_is_refused_with_what_to_do(make_n
         res = node.cli(*args)
         assert res.returncode == 2, (args, res.stderr)
         assert "schema version 1 was made before changes were signed" in res.stderr
-        assert "versions 2 to 3" in res.stderr and res.stderr.count("\n") == 1
+        assert KNOWS in res.stderr and res.stderr.count("\n") == 1

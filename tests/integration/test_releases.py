@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,20 @@ def previous(tmp_path_factory) -> list[str]:
                          capture_output=True, text=True, timeout=900)  # fmt: skip
     assert res.returncode == 0, res.stderr
     return [res.stdout.strip()]
+
+
+def previous_release() -> dict:
+    """The previous release's line of releases.toml: its version and schema."""
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / "releases.py"), "previous"],
+                         capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+    known = tomllib.loads((REPO / "releases.toml").read_text())["release"]
+    return next(r for r in known if r["version"] == res.stdout.strip())
+
+
+PREVIOUS = previous_release()
+SCHEMA, OLDEST = migrations.SCHEMA, migrations.OLDEST
+RELEASE = {"new": __version__, "old": PREVIOUS["version"]}
+SPEAKS = {"new": protocol.VERSION, "old": int(PREVIOUS["protocol"].split("-")[-1])}
 
 
 def run(agent: list[str], config: Path, *args: str) -> subprocess.CompletedProcess:
@@ -63,10 +78,12 @@ EXPECT = json.loads((DATA / "expect.json").read_text())
 
 
 def test_the_previous_release_is_real_code_of_another_version(previous):
-    assert ok(previous, Path("/dev/null"), "--version").split() == ["edgesync", "0.1.0"]
-    assert __version__ != "0.1.0"
+    assert ok(previous, Path("/dev/null"), "--version").split()[:2] == [
+        "edgesync", PREVIOUS["version"]]  # fmt: skip
+    assert __version__ != PREVIOUS["version"] and PREVIOUS["schema"] < SCHEMA
     line = ok(NEW, Path("/dev/null"), "--version").strip()
-    assert line == f"edgesync {__version__} (schema 3, migrates from 2; sync protocol 2-3)"
+    assert line == (f"edgesync {__version__} (schema {SCHEMA}, migrates from {OLDEST}; "
+                    f"sync protocol {protocol.OLDEST}-{protocol.VERSION})")  # fmt: skip
 
 
 def test_a_database_of_the_previous_release_is_refused_until_migrated(old_node):
@@ -74,10 +91,10 @@ def test_a_database_of_the_previous_release_is_refused_until_migrated(old_node):
         res = run(NEW, old_node, *args)
         assert res.returncode == 2, res.stderr
         assert res.stderr.count("\n") == 1
-        assert "schema version 2 is older than this edgesync's 3" in res.stderr
+        assert f"schema version 2 is older than this edgesync's {SCHEMA}" in res.stderr
         assert "run `edgesync migrate`" in res.stderr
     assert json.loads(ok(NEW, old_node, "migrate", "--check")) == {
-        "schema": 2, "release_schema": 3, "oldest": 2}  # fmt: skip
+        "schema": 2, "release_schema": SCHEMA, "oldest": OLDEST}  # fmt: skip
 
 
 def test_it_migrates_forward_keeping_every_record_and_takes_writes(old_node, tmp_path):
@@ -86,7 +103,7 @@ def test_it_migrates_forward_keeping_every_record_and_takes_writes(old_node, tmp
     res = run(NEW, old_node, "backup", str(tmp_path / "before.db"))
     assert res.returncode == 2 and "already exists" in res.stderr
     assert json.loads(ok(NEW, old_node, "migrate")) == {
-        "schema_from": 2, "schema": 3, "migrated": True}  # fmt: skip
+        "schema_from": 2, "schema": SCHEMA, "migrated": True}  # fmt: skip
     assert json.loads(ok(NEW, old_node, "migrate"))["migrated"] is False  # nothing to do
     assert ok(NEW, old_node, "digest").strip() == EXPECT["digest"]
     edited = EXPECT["edited"]
@@ -95,7 +112,7 @@ def test_it_migrates_forward_keeping_every_record_and_takes_writes(old_node, tmp
     assert run(NEW, old_node, "get", "pages", EXPECT["deleted"]).returncode == 1
     made = json.loads(ok(NEW, old_node, "put", "pages", "--data", '{"title": "after"}'))
     status = json.loads(ok(NEW, old_node, "status", "--json"))
-    assert (status["version"], status["schema"]) == (__version__, 3)
+    assert (status["version"], status["schema"]) == (__version__, SCHEMA)
     assert status["rows"]["pages"] == EXPECT["rows"] + 1 and status["links"] == []
     # The backup is the database as it was: schema 2, the old release's content.
     copy = sqlite3.connect(backup["backup"])
@@ -105,29 +122,31 @@ def test_it_migrates_forward_keeping_every_record_and_takes_writes(old_node, tmp
 
 def test_a_rollback_migrates_back_and_the_previous_release_reads_every_write(old_node, previous):
     ok(NEW, old_node, "migrate")
-    made = json.loads(ok(NEW, old_node, "put", "pages", "--data", '{"title": "on 0.2"}'))
-    assert json.loads(ok(NEW, old_node, "migrate", "--to", "2")) == {
-        "schema_from": 3, "schema": 2, "migrated": True}  # fmt: skip
-    assert json.loads(ok(previous, old_node, "get", "pages", made["id"]))["title"] == "on 0.2"
-    again = json.loads(ok(previous, old_node, "put", "pages", "--data", '{"title": "on 0.1"}'))
+    made = json.loads(ok(NEW, old_node, "put", "pages", "--data", '{"title": "on new"}'))
+    back = str(PREVIOUS["schema"])
+    assert json.loads(ok(NEW, old_node, "migrate", "--to", back)) == {
+        "schema_from": SCHEMA, "schema": PREVIOUS["schema"], "migrated": True}  # fmt: skip
+    assert json.loads(ok(previous, old_node, "get", "pages", made["id"]))["title"] == "on new"
+    again = json.loads(ok(previous, old_node, "put", "pages", "--data", '{"title": "on old"}'))
     digest = ok(previous, old_node, "digest")
     ok(NEW, old_node, "migrate")
     assert ok(NEW, old_node, "digest") == digest
-    assert json.loads(ok(NEW, old_node, "get", "pages", again["id"]))["title"] == "on 0.1"
+    assert json.loads(ok(NEW, old_node, "get", "pages", again["id"]))["title"] == "on old"
 
 
 def test_versions_it_does_not_know_are_refused_naming_them(old_node):
     ok(NEW, old_node, "migrate")
-    for to, words in (("4", "cannot migrate to schema 4"), ("1", "cannot migrate to schema 1")):
-        res = run(NEW, old_node, "migrate", "--to", to)
+    for to in (SCHEMA + 1, OLDEST - 1):
+        res = run(NEW, old_node, "migrate", "--to", str(to))
         assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
-        assert words in res.stderr and "versions 2 to 3" in res.stderr
-    db = sqlite3.connect(tmp := old_node.parent / "edge01-data" / "edgesync.db")
-    db.execute("UPDATE _meta SET value = 4 WHERE key = 'schema_version'")
+        assert f"cannot migrate to schema {to}" in res.stderr
+        assert f"versions {OLDEST} to {SCHEMA}" in res.stderr
+    db = sqlite3.connect(old_node.parent / "edge01-data" / "edgesync.db")
+    db.execute("UPDATE _meta SET value = ? WHERE key = 'schema_version'", (SCHEMA + 1,))
     db.commit()
     db.close()
     res = run(NEW, old_node, "migrate")
-    assert res.returncode == 2 and "schema version 4 is newer" in res.stderr, (tmp, res.stderr)
+    assert res.returncode == 2 and f"schema version {SCHEMA + 1} is newer" in res.stderr, res.stderr
 
 
 def test_a_failed_migration_leaves_the_database_as_it_was(old_node):
@@ -157,7 +176,7 @@ def test_agents_of_both_releases_sync_both_ways(make_farm, sshd, previous, calle
     farm.close()
     for name, agent in runs.items():
         if agent is previous:  # as a rollback leaves it
-            ok(NEW, farm.config_path(name), "migrate", "--to", "2")
+            ok(NEW, farm.config_path(name), "migrate", "--to", str(PREVIOUS["schema"]))
     put = {name: json.loads(ok(agent, farm.config_path(name), "put", "pages", "--data",
                                 f'{{"title": "from {name}"}}'))["id"]
            for name, agent in runs.items()}  # fmt: skip
@@ -169,8 +188,8 @@ def test_agents_of_both_releases_sync_both_ways(make_farm, sshd, previous, calle
     for name, agent in runs.items():
         got = json.loads(ok(agent, farm.config_path(name), "get", "pages", put["EDGE01"]))
         assert got["title"] == "from EDGE01"
-    both_new = caller == callee == "new"
-    for name, side in (("NODE01", True), ("EDGE01", False)):
+    spoken = min(SPEAKS[caller], SPEAKS[callee])
+    for name, side, other in (("NODE01", True, callee), ("EDGE01", False, caller)):
         if runs[name] is previous:
             continue
         links = json.loads(ok(NEW, farm.config_path(name), "status", "--json"))["links"]
@@ -178,8 +197,8 @@ def test_agents_of_both_releases_sync_both_ways(make_farm, sshd, previous, calle
             ("pull", side), ("push", side)}  # fmt: skip
         for lk in links:
             assert lk["sessions_ok"] == 1 and lk["sessions_failed"] == 0, lk
-            assert lk["protocol"] == (3 if both_new else 2), lk
-            assert lk["peer_release"] == (__version__ if both_new else None), lk
+            assert lk["protocol"] == spoken, lk
+            assert lk["peer_release"] == (RELEASE[other] if spoken >= 3 else None), lk
             assert lk["last_ok_age_s"] < 60
 
 
@@ -198,10 +217,13 @@ def test_a_peer_rolled_back_shows_in_the_history_as_it_is_now(make_farm, sshd, p
 
     ok(NEW, node, "pull", "EDGE01")
     assert link() == (3, __version__, 1)
-    ok(NEW, farm.config_path("EDGE01"), "migrate", "--to", "2")  # EDGE01 rolled back
+    back = str(PREVIOUS["schema"])
+    ok(NEW, farm.config_path("EDGE01"), "migrate", "--to", back)  # EDGE01 rolled back
     serve.write_text(f'exec {previous[0]} "$@"\n')
     ok(NEW, node, "pull", "EDGE01")
-    assert link() == (2, None, 2)  # it names no release now: not the one it ran before
+    # What it runs now, not the release it ran before (a protocol 2 peer names none).
+    old = SPEAKS["old"]
+    assert link() == (old, PREVIOUS["version"] if old >= 3 else None, 2)
 
 
 def test_a_failed_session_is_in_the_link_history(make_farm, sshd):

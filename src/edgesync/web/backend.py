@@ -1,10 +1,12 @@
 """The store behind the HTTP face: reads, the one writer, bookmarks.
 
 Reads run on the event loop over a read-only connection of their own: WAL
-lets them run beside any writer (this process's, a sync session's), and an
-indexed read takes tens of microseconds, less than a hop to a thread would
-cost (measured by benchmarks/bench_latency.py). With ``workers`` processes,
-the pool is one such connection per process.
+lets them run beside any writer (this process's, a sync session's). An
+indexed read takes tens of microseconds; handing it to a thread pool and back
+would add about as much again (a hop of that kind, granian's request-body
+read, cost 15-45 us per request in benchmarks/bench_latency.py's runs) and,
+under the GIL, run no faster. So the pool of read connections is one per
+process: ``workers`` processes give ``workers`` readers.
 
 Writes go through the store's one write path (``Store.put``: signed change,
 change log, outbox) on one thread that owns the Store, so a write that waits

@@ -7,6 +7,7 @@ tables with a slug) its slug; tombstoned records are not found.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 
@@ -40,28 +41,39 @@ def row(db: Database, spec: TableSpec, rid: str) -> dict | None:
     return dict(zip([d[0] for d in cur.description], found, strict=True))
 
 
+@functools.cache
+def _shown(spec: TableSpec) -> tuple[str, tuple[str, ...]]:
+    """The columns a user sees, in the order a record shows them: the SELECT
+    list and the names (made once per table)."""
+    names = ("id", *spec.columns, *(("slug",) if spec.slug else ()))
+    return ", ".join(q(c) for c in names), names
+
+
+@functools.cache
+def _one_sql(spec: TableSpec, where: str) -> str:
+    return f"SELECT {_shown(spec)[0]} FROM {q(spec.name)} WHERE {where} = ? AND _deleted = 0"
+
+
+def _one(db: Database, spec: TableSpec, where: str, arg: str) -> dict | None:
+    found = db.execute(_one_sql(spec, where), (arg,)).fetchone()
+    return None if found is None else dict(zip(_shown(spec)[1], found, strict=True))
+
+
 def record(db: Database, spec: TableSpec, rid: str) -> dict:
     """The record as a user sees it; NotFound if absent or deleted."""
-    found = row(db, spec, rid)
+    found = _one(db, spec, "id", rid)
     if found is None:
         raise NotFound(f"not found: {spec.name} {rid}")
-    out = {"id": found["id"]}
-    for c in spec.columns:
-        out[c] = found[c]
-    if spec.slug:
-        out["slug"] = found["slug"]
-    return out
+    return found
 
 
 def by_slug(db: Database, spec: TableSpec, slug: str) -> dict:
     if not spec.slug:
         raise BadInput(f"table {spec.name!r} has no slug")
-    found = db.execute(
-        f"SELECT id FROM {q(spec.name)} WHERE slug = ? AND _deleted = 0", (slug,)
-    ).fetchone()
+    found = _one(db, spec, "slug", slug)
     if found is None:
         raise NotFound(f"not found: {spec.name} slug {slug!r}")
-    return record(db, spec, found[0])
+    return found
 
 
 def moved(db: Database, spec: TableSpec, slug: str) -> str | None:
@@ -79,14 +91,11 @@ def page(db: Database, spec: TableSpec, after: str | None, limit: int) -> list[d
     """Up to ``limit`` visible records in ID order, after the ID ``after``: a
     page of a listing whose position is an ID, so writes meanwhile neither skip
     nor repeat a record that was there before."""
-    cols = ", ".join(q(c) for c in spec.columns)
-    slug = ", slug" if spec.slug else ""
+    cols, names = _shown(spec)
     rows = db.execute(
-        f"SELECT id, {cols}{slug} FROM {q(spec.name)} WHERE _deleted = 0 AND id > ?"
-        " ORDER BY id LIMIT ?",
+        f"SELECT {cols} FROM {q(spec.name)} WHERE _deleted = 0 AND id > ? ORDER BY id LIMIT ?",
         (after or "", limit),
     ).fetchall()
-    names = ["id", *spec.columns, *(["slug"] if spec.slug else [])]
     return [dict(zip(names, r, strict=True)) for r in rows]
 
 

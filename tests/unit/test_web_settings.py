@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -65,7 +66,7 @@ def test_unknown_sections_and_missing_files_are_named(tmp_path):
 def test_tokens_are_kept_as_hashes_checked_whole_and_read_again_when_changed(tmp_path):
     path = tmp_path / "http_tokens"
     path.write_text(f"# the farm's apps\nshop {tokens.hash_token('s3cret')}\n")
-    t = tokens.Tokens(path)
+    t = tokens.Tokens(path, recheck_s=0)  # the server looks at most once a second
     assert t.check("s3cret") == "shop"
     assert t.check("s3cre") is None and t.check("") is None and t.check("x" * 10_000) is None
     assert "s3cret" not in path.read_text()
@@ -88,3 +89,14 @@ def test_session_cookies_and_csrf_tokens_are_bound_to_the_host_key():
     assert ours.session_of("abc.0000") is None and ours.session_of("a.b.c") is None
     assert ours.csrf_ok("abc", ours.csrf("abc")) and not ours.csrf_ok("abd", ours.csrf("abc"))
     assert not ours.csrf_ok("abc", None)
+
+
+def test_a_revoked_token_is_refused_once_the_file_is_looked_at_again(tmp_path):
+    path = tmp_path / "http_tokens"
+    path.write_text(f"shop {tokens.hash_token('s3cret')}\n")
+    t = tokens.Tokens(path, recheck_s=0.2)
+    assert t.check("s3cret") == "shop"
+    path.write_text(f"blog {tokens.hash_token('other!')}\n")
+    assert t.check("s3cret") == "shop"  # not looked at again yet
+    time.sleep(0.25)
+    assert t.check("s3cret") is None and t.check("other!") == "blog"

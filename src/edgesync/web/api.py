@@ -26,7 +26,18 @@ from ..config import TableSpec
 from ..errors import BadInput, Conflict, NotFound, StorageError
 from ..ids import is_valid_id
 from .backend import BOOKMARK_RE
-from .http import HttpError, Request, Response, etag_matches, etag_of, json_response, unavailable
+from .http import (
+    HttpError,
+    Request,
+    Response,
+    body_response,
+    encode,
+    etag_matches,
+    etag_of,
+    etag_of_body,
+    json_response,
+    unavailable,
+)
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,199}$")
 KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -90,11 +101,12 @@ async def consistent(app, req: Request) -> None:
 
 
 def record_response(req: Request, record: dict, public: bool, status: int = 200) -> Response:
-    etag = etag_of(record)
+    body = encode(record)
+    etag = etag_of_body(body)
     headers = {"etag": etag, "cache-control": ("public" if public else "private") + ", no-cache"}
     if status == 200 and etag_matches(req.header("if-none-match"), etag):
         return Response(304, b"", headers)
-    return json_response(status, record, headers)
+    return body_response(status, body, headers)
 
 
 async def get_record(app, req: Request) -> Response:
@@ -197,12 +209,13 @@ async def write(app, fn):
 
 def written(req: Request, status: int, answer: dict, public: bool) -> Response:
     record = answer["record"]
-    headers = {"etag": etag_of(record), "cache-control": "no-store"}
+    body = encode(record)
+    headers = {"etag": etag_of_body(body), "cache-control": "no-store"}
     if answer.get("bookmark"):
         headers["edgesync-bookmark"] = answer["bookmark"]
     if status == 201:
         headers["location"] = f"/v1/{req.params['table']}/{record['id']}"
-    return json_response(status, record, headers)
+    return body_response(status, body, headers)
 
 
 async def create(app, req: Request) -> Response:

@@ -111,8 +111,16 @@ class Response:
         self.headers = headers if headers is not None else {}
 
 
+def encode(obj: object) -> bytes:
+    """The JSON of an answer: compact, UTF-8, keys in the order given."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def json_response(status: int, obj: object, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    return body_response(status, encode(obj), headers)
+
+
+def body_response(status: int, body: bytes, headers: dict[str, str] | None = None) -> Response:
     h = {"content-type": "application/json"}
     if headers:
         h.update(headers)
@@ -126,8 +134,15 @@ def error_json(exc: HttpError) -> Response:
 
 def etag_of(record: dict) -> str:
     """A strong validator of a record's content (RFC 9110 8.8.3)."""
-    raw = json.dumps(record, sort_keys=True, ensure_ascii=False).encode()
-    return '"' + hashlib.sha256(raw).hexdigest()[:24] + '"'
+    return etag_of_body(encode(record))
+
+
+def etag_of_body(body: bytes) -> str:
+    """The ETag of a record from the JSON sent for it, so a read encodes the
+    record once. Every record dict comes from the store in the same column
+    order (reads.py: id, the table's columns, slug), so hosts of one
+    configuration give the same record the same tag."""
+    return '"' + hashlib.sha256(body).hexdigest()[:24] + '"'
 
 
 def etag_matches(header: str | None, etag: str) -> bool:

@@ -21,6 +21,7 @@ import hmac
 import os
 import re
 import secrets
+import time
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -48,16 +49,24 @@ def parse_tokens(text: str, where: str) -> list[tuple[str, bytes]]:
 
 
 class Tokens:
-    """The tokens file, read again whenever it changes."""
+    """The tokens file, read again whenever it changes: looked at (a stat) at
+    most every ``recheck_s`` seconds, so a token revoked by a run of the api
+    role is refused within a second, and a read does not pay a system call."""
 
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None, recheck_s: float = 1.0):
         self.path = path
+        self.recheck_s = recheck_s
+        self._looked = float("-inf")
         self._seen: tuple[int, int] | None = None
         self._entries: list[tuple[str, bytes]] = []
 
     def _current(self) -> list[tuple[str, bytes]]:
         if self.path is None:
             return []
+        now = time.monotonic()
+        if now - self._looked < self.recheck_s:
+            return self._entries
+        self._looked = now
         try:
             st = self.path.stat()
         except FileNotFoundError:

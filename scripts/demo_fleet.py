@@ -1,12 +1,18 @@
-"""Show the local fleet syncing: a record made on every edge, one sync round
-(edgectl sync), every record found at the master, the fleet's status, its
-graph, and edgectl verify proving every host holds the same content."""
+"""Show the local fleet syncing and serving: a record made on every edge, one
+sync round (edgectl sync), every record found at the master; a page written
+through edge01's HTTP API and read at once from edge02 with its bookmark, the
+content editor's page of it from an edge; the fleet's status, its graph, and
+edgectl verify proving every host holds the same content."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -40,9 +46,64 @@ def main() -> None:
     for record in made.values():
         got = json.loads(agent("master01", "lxd", "get", "pages", record["id"]))
         print(f"  {got['id']}  {got['title']!r}")
+    serve()
     edgectl("status")
     edgectl("graph", "-o", str(ROOT / "build" / "fleet"))
     sys.exit(edgectl("verify", check=False))
+
+
+def api_url(host: str) -> str:
+    """Where the controller reaches the host's HTTP face: its address as
+    roles/access noted it, the port every host's API listens on."""
+    admin = os.environ.get("EDGESYNC_ADMIN_DIR") or Path.home() / ".local/state/edgesync"
+    conf = (Path(admin) / "hosts.d" / f"edgesync-{host}.conf").read_text()
+    return f"http://{conf.split('HostName ', 1)[1].split()[0]}:{FACTS['edgesync_http_port']}"
+
+
+HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def call(method: str, url: str, body: dict | None = None, **headers: str):
+    """(status, headers, body text, milliseconds) of one HTTP request."""
+    data = None if body is None else json.dumps(body).encode()
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+    named = {k.replace("_", "-"): v for k, v in headers.items()}
+    req = urllib.request.Request(url, data=data, method=method, headers=named)
+    started = time.perf_counter()
+    try:
+        with HTTP.open(req, timeout=10) as resp:
+            status, got, text = resp.status, resp.headers, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, got, text = exc.code, exc.headers, exc.read().decode()
+    return status, got, text, (time.perf_counter() - started) * 1000
+
+
+def serve() -> None:
+    """The HTTP face: a write on edge01, read at once on edge02 (same farm) by
+    its bookmark, and the editor's page of it."""
+    inventory = yaml.safe_load((ROOT / "inventory/local/group_vars/all.yml").read_text())
+    token = next(iter(inventory["api_tokens"].values()))
+    print("\n== the HTTP face (edgesync-http on every host)")
+    one, two = api_url("edge01"), api_url("edge02")
+    page = {"section": "admin", "title": "Example Page", "body": "served from the edge"}
+    auth = {"Authorization": f"Bearer {token}", "Idempotency_Key": "demo-1"}
+    status, headers, text, ms = call("POST", f"{one}/v1/pages", page, **auth)
+    if status != 201:
+        sys.exit(f"demo: POST {one}/v1/pages answered {status}: {text}")
+    record, bookmark = json.loads(text), headers["Edgesync-Bookmark"]
+    print(f"  POST {one}/v1/pages -> {status} in {ms:.0f} ms, {headers['Location']}, "
+          f"Edgesync-Bookmark: {bookmark}")  # fmt: skip
+    url = f"{two}/v1/pages/{record['id']}"
+    status, _, text, ms = call("GET", url, Edgesync_Bookmark=bookmark)
+    print(f"  GET {url} with that bookmark -> {status} in {ms:.0f} ms "
+          f"(edge02 pulled from edge01 first): {json.loads(text).get('title')!r}")  # fmt: skip
+    url = f"{two}/admin/content-editor/page/{record['slug']}"
+    status, headers, text, ms = call("GET", url)
+    title = text.split("<title>", 1)[-1].split("</title>", 1)[0] if status == 200 else text
+    print(f"  GET {url} -> {status} in {ms:.0f} ms, {headers['Content-Type']}: {title!r}")
+    if status != 200:
+        sys.exit(f"demo: the editor's page answered {status}")
 
 
 def edgectl(*args: str, check: bool = True) -> int:

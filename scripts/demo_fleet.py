@@ -1,8 +1,8 @@
-"""Show the local fleet syncing and serving: a record made on every edge, one
-sync round (edgectl sync), every record found at the master; a page written
-through edge01's HTTP API and read at once from edge02 with its bookmark, the
-content editor's page of it from an edge; the fleet's status, its graph, and
-edgectl verify proving every host holds the same content."""
+"""Show the local fleet syncing and serving: a record made on every edge; a
+page written through edge01's HTTP API and read at once from edge02 with its
+bookmark, the content editor's page of it from an edge; one sync round
+(edgectl sync), every record found at the master; the fleet's status, its
+graph, and edgectl verify proving every host holds the same content."""
 
 from __future__ import annotations
 
@@ -41,12 +41,12 @@ def main() -> None:
         record = json.loads(agent(host, provider, "put", "pages", "--data", data))
         made[host] = record
         print(f"{host} ({provider}): made {record['id']}  /{record['slug']}")
+    made["edge01 API"] = serve()
     edgectl("sync")
     print("\n== at the master")
     for record in made.values():
         got = json.loads(agent("master01", "lxd", "get", "pages", record["id"]))
         print(f"  {got['id']}  {got['title']!r}")
-    serve()
     edgectl("status")
     edgectl("graph", "-o", str(ROOT / "build" / "fleet"))
     sys.exit(edgectl("verify", check=False))
@@ -79,9 +79,9 @@ def call(method: str, url: str, body: dict | None = None, **headers: str):
     return status, got, text, (time.perf_counter() - started) * 1000
 
 
-def serve() -> None:
+def serve() -> dict:
     """The HTTP face: a write on edge01, read at once on edge02 (same farm) by
-    its bookmark, and the editor's page of it."""
+    its bookmark, and the editor's page of it; the record written."""
     inventory = yaml.safe_load((ROOT / "inventory/local/group_vars/all.yml").read_text())
     token = next(iter(inventory["api_tokens"].values()))
     print("\n== the HTTP face (edgesync-http on every host)")
@@ -104,6 +104,7 @@ def serve() -> None:
     print(f"  GET {url} -> {status} in {ms:.0f} ms, {headers['Content-Type']}: {title!r}")
     if status != 200:
         sys.exit(f"demo: the editor's page answered {status}")
+    return record
 
 
 def edgectl(*args: str, check: bool = True) -> int:

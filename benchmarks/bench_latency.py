@@ -43,23 +43,32 @@ same: Datasette, uvicorn and Starlette are no dependencies of edgesync).
    under Starlette, on asyncio's event loop as edgesync-http runs; and granian
    on uvloop for reference.
 
-Figures of a full run (2 cores, Python 3.11, granian 2.8.7; the machine was
-shared with another helper's container fleet, so rates move by 10-20 % from
-run to run; the CPU per request moves less):
+Figures of a full run (2 cores, Python 3.11, granian 2.8.7, the machine
+otherwise idle; rates move by about 10 % from run to run, the CPU per request
+less):
 
-    over the links, p50: edge reads 42.1 ms (floor 41.8), writes 43.1 (41.7);
-        master reads 228.4 ms (227.8), writes 229.1 (227.8): the seed's
+    over the links, p50: edge reads 42.3 ms (floor 42.1), writes 43.7 (42.0);
+        master reads 228.4 ms (227.9), writes 229.6 (228.0): the seed's
         230 -> 43 ms, 5.4x here; every goal (<= floor + 2 ms) met
-    open loop, reads: 100/s p99 3.4 ms; 1,000/s p99 2.3 ms (goal 5: met);
-        held up to 5,100/s (p99 8.2 ms)
-    reads/s: edge 7,546 (173 us CPU each), floor 14,467 (88 us): 0.52x,
-        goal 0.6x MISSED (0.43x in another run); Datasette 1,030 (1,089 us):
-        edge 7.3x, goal 5x met
-    writes/s: API 1,703 (652 us CPU each), the store locally 3,837: 0.44x,
+    open loop, reads: 100/s p99 3.6 ms; 1,000/s p99 2.0 ms (goal 5: met);
+        held up to 7,500/s (p99 10.4 ms)
+    reads/s: edge 11,818 (114 us CPU each), floor 14,400 (89 us): 0.82x,
+        goal 0.6x met; Datasette 996 (1,128 us): edge 11.9x, goal 5x met
+    writes/s: API 1,708 (650 us CPU each), the store locally 3,618: 0.47x,
         goal 0.5x MISSED
-    the stack, reads/s: granian bare 14,467, granian + Starlette 12,111,
-        uvicorn bare 12,025, uvicorn + Starlette 9,870; granian bare on
-        uvloop 19,063 (the edge itself gained 3 % on uvloop: not worth it)
+    the stack, reads/s: granian bare 14,400, granian + Starlette 12,050,
+        uvicorn bare 10,967, uvicorn + Starlette 9,279; granian bare on
+        uvloop 19,949 (the edge itself gained 3 % on uvloop in an earlier
+        run: not worth a dependency)
+
+An earlier run, before the read path was trimmed, had the edge at 7,546
+reads/s (0.52x its floor, 173 us CPU each): called in process, a read cost
+58-62 us against the floor app's 23. What the trimming removed (app.py,
+api.py, reads.py, tokens.py): a second SELECT per read by slug, a second,
+sorted JSON encoding for the ETag (now the hash of the body sent), a timer
+(asyncio.timeout) on reads that never wait, a stat of the tokens file per
+request (now once a second), a per-character scan of the path; a read now
+costs 35 us in process.
 
 What limits them:
 
@@ -72,16 +81,14 @@ What limits them:
   against 0.9 ms at 1,000/s). Past ~5,000/s the edge's one worker process is
   busy and any jitter grows a queue.
 - Reads/s, the edge's Python per request on the event loop thread (one
-  worker): called in-process the app costs 58 us a read against the floor
-  app's 23; of the 35 us more, the ETag (a second, sorted JSON encoding and
-  SHA-256) ~6, the request timeout (asyncio.timeout) ~5, the token check
-  (hash, and a stat of the tokens file) ~4, the metrics (prometheus_client's
-  counter and histogram, with their locks) ~4, parsing, routing and the
-  response ~16. In the server that becomes 85 us more CPU (114 us on the
-  loop thread against 45), because granian's own threads wait for the GIL the
-  loop holds longer (they spin: sched_yield). Asking granian for the empty
-  body of a GET cost another 15-45 us (fixed: app.py reads no body a GET
-  does not frame).
+  worker): 35 us a read in process against the floor app's 23; what is
+  left is the token check (a SHA-256), the metrics (prometheus_client's
+  counter and histogram, with their locks), the ETag's hash, and parsing,
+  routing and the response. In the server, CPU per request grows more than
+  that (114 us against 89) because granian's own threads wait for the GIL
+  the loop holds (they spin: sched_yield). Asking granian for the empty body
+  of a GET cost another 15-45 us (fixed: app.py reads no body a GET does not
+  frame).
 - Writes/s, the GIL: the loop thread (HTTP, JSON, token, the hop to the writer
   and back: 150-280 us a write) and the writer thread (Store.put: ~350 us here,
   ~260 us alone) hold it in turn, together nearly all the time (py-spy

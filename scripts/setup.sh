@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 need=()
 for pkg in redis-server openssh-server openssh-client sqlite3 python3-venv \
     docker.io lxd mmdebstrap dnsmasq-base iptables faketime graphviz wrk \
-    chromium chromium-driver; do
+    chromium chromium-driver haproxy; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 # apt-get, waiting (15 minutes at most) while another install holds the package

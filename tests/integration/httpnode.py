@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -76,3 +77,17 @@ class HttpNode:
 
     def errors_logged(self) -> str:
         return self.log.read_text()
+
+
+@contextlib.contextmanager
+def serving(paths: dict[str, Path], **settings):
+    """An edgesync-http per node config in ``paths``, by node name; on the
+    way out every one is stopped and none may have logged a traceback."""
+    servers = {name: HttpNode(path, **settings).start() for name, path in paths.items()}
+    try:
+        yield servers
+    finally:
+        for server in servers.values():
+            server.stop()
+    for server in servers.values():
+        assert "Traceback" not in server.errors_logged(), server.errors_logged()

@@ -22,7 +22,7 @@ import httpx
 import jinja2
 import pytest
 import yaml
-from httpnode import AUTH, HttpNode, free_port
+from httpnode import AUTH, free_port, serving
 from test_http import make_nodes
 
 from edgesync.config import load as load_config
@@ -112,14 +112,14 @@ class Balancer:
 @pytest.fixture
 def farm(tmp_path, redis_server):
     paths = make_nodes(tmp_path, redis_server.url)
-    edges = {name: HttpNode(path).start() for name, path in paths.items()}
-    balancer = Balancer(tmp_path, {name: edge.port for name, edge in edges.items()})
-    assert balancer.check().returncode == 0, balancer.check().stdout
-    balancer.start()
-    yield balancer, edges
-    balancer.stop()
-    for edge in edges.values():
-        edge.stop()
+    with serving(paths) as edges:
+        balancer = Balancer(tmp_path, {name: edge.port for name, edge in edges.items()})
+        assert balancer.check().returncode == 0, balancer.check().stdout
+        balancer.start()
+        try:
+            yield balancer, edges
+        finally:
+            balancer.stop()
 
 
 def kill_tree(pid: int) -> None:

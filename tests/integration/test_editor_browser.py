@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from httpnode import TOKEN, HttpNode
+from httpnode import TOKEN, serving
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
@@ -34,12 +34,8 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory, redis_server):
     paths = make_nodes(tmp_path_factory.mktemp("browser"), redis_server.url)
-    servers = {name: HttpNode(path, bookmark_wait_ms=5000).start() for name, path in paths.items()}
-    yield servers
-    for server in servers.values():
-        server.stop()
-    for server in servers.values():
-        assert "Traceback" not in server.errors_logged(), server.errors_logged()
+    with serving(paths, bookmark_wait_ms=5000) as servers:
+        yield servers
 
 
 @pytest.fixture
@@ -81,12 +77,15 @@ class Visit:
         box.clear()
         box.send_keys(text)
 
-    def submit(self) -> None:
-        """Send the page's form and wait for the page it leads to (a click
-        returns before the browser has navigated)."""
+    def click(self, by: str, what: str) -> None:
+        """Click and wait for the page it leads to (a click returns before the
+        browser has navigated)."""
         page = self.driver.find_element(By.TAG_NAME, "html")
-        self.driver.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+        self.driver.find_element(by, what).click()
         WebDriverWait(self.driver, 20).until(expected_conditions.staleness_of(page))
+
+    def submit(self) -> None:
+        self.click(By.CSS_SELECTOR, "main form button[type=submit]")
 
     def heading(self) -> str:
         return self.driver.find_element(By.TAG_NAME, "h1").text
@@ -113,9 +112,7 @@ def test_a_person_makes_renames_and_finds_a_page_across_the_farm_in_a_real_brows
     assert visit.heading() == "Opening Hours"
     visit.shot("created")
 
-    page = browser.find_element(By.TAG_NAME, "html")
-    browser.find_element(By.LINK_TEXT, "Edit this page").click()
-    WebDriverWait(browser, 20).until(expected_conditions.staleness_of(page))
+    visit.click(By.LINK_TEXT, "Edit this page")
     assert browser.current_url.endswith("/edit")
     visit.shot("edit-form")
     visit.fill("title", "Opening Times")

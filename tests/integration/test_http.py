@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from httpnode import AUTH, HttpNode
+from httpnode import AUTH, HttpNode, serving
 
 from edgesync import localfleet
 from edgesync.agent import open_store
@@ -45,12 +45,8 @@ def edges(tmp_path_factory, redis_server):
     paths = make_nodes(root, redis_server.url)
     # A bookmark's wait is generous here: a test proves what is answered, not how
     # fast a loaded machine starts a sync session (bench_latency.py times that).
-    servers = {name: HttpNode(path, bookmark_wait_ms=5000).start() for name, path in paths.items()}
-    yield servers
-    for server in servers.values():
-        server.stop()
-    for server in servers.values():
-        assert "Traceback" not in server.errors_logged(), server.errors_logged()
+    with serving(paths, bookmark_wait_ms=5000) as servers:
+        yield servers
 
 
 @pytest.fixture

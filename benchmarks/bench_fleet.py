@@ -2,7 +2,8 @@
 
 Run: python benchmarks/bench_fleet.py [--sizes 4,8,16] [--quick]
 For each N it generates an inventory of N edges in N/4 farms (four edges a
-farm, LXD and Docker in turn) with the same master and two nodes, tears the
+farm, LXD and Docker in turn, each farm behind a balancer on its node) with
+the same master and two nodes, tears the
 local fleet down, and times, through edgectl as an operator runs it:
 site.yml from nothing (the base image already built), site.yml again (no
 change), one `edgectl sync` round and `edgectl status`, with the seconds per
@@ -55,6 +56,15 @@ def inventory(n: int, where: Path) -> Path:
         "edges": {"vars": {"edgesync_role": "edge"}, "children": farms},
     }}}  # fmt: skip
     (inv / "hosts.yml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+    # Each farm behind a balancer on its node, as in inventory/local: port 80
+    # for a node's first farm, 81 for its second, and so on.
+    common = inv / "group_vars" / "all.yml"
+    settings = yaml.safe_load(common.read_text())
+    settings["edgesync_balancers"] = {
+        farm["vars"]["edgesync_farm"]: {"host": NODES[i % 2], "port": 80 + i // 2}
+        for i, farm in enumerate(farms.values())
+    }
+    common.write_text(yaml.safe_dump(settings, sort_keys=False))
     return inv
 
 

@@ -1,8 +1,10 @@
 """Show the local fleet syncing and serving: a record made on every edge; a
 page written through edge01's HTTP API and read at once from edge02 with its
 bookmark, the content editor's page of it from an edge; one sync round
-(edgectl sync), every record found at the master; the fleet's status, its
-graph, and edgectl verify proving every host holds the same content."""
+(edgectl sync), every record found at the master and the page read by its
+slug at each farm's address (its balancer, spreading users over its edges);
+the fleet's status, its graph, and edgectl verify proving every host holds
+the same content."""
 
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ def main() -> None:
     for record in made.values():
         got = json.loads(agent("master01", "lxd", "get", "pages", record["id"]))
         print(f"  {got['id']}  {got['title']!r}")
+    at_the_farms(made["edge01 API"])
     edgectl("status")
     edgectl("graph", "-o", str(ROOT / "build" / "fleet"))
     sys.exit(edgectl("verify", check=False))
@@ -105,6 +108,24 @@ def serve() -> dict:
     if status != 200:
         sys.exit(f"demo: the editor's page answered {status}")
     return record
+
+
+def at_the_farms(record: dict) -> None:
+    """The page read by its slug at each farm's address, as its users reach it:
+    the farm's balancer (HAProxy on its node), which spreads them over the
+    farm's edges."""
+    inventory = yaml.safe_load((ROOT / "inventory/local/group_vars/all.yml").read_text())
+    print("\n== each farm's address (its balancer): the page by its slug, four times")
+    for farm, balancer in inventory["edgesync_balancers"].items():
+        base = api_url(balancer["host"]).rsplit(":", 1)[0]
+        url = f"{base}:{balancer.get('port', 80)}/v1/pages?slug={record['slug']}"
+        served = []
+        for _ in range(4):
+            status, headers, text, ms = call("GET", url)
+            if status != 200:
+                sys.exit(f"demo: farm {farm}: GET {url} answered {status}: {text}")
+            served.append(f"{headers['Edgesync-Node']} {ms:.0f} ms")
+        print(f"  farm {farm}: GET {url} -> 200, served by {', '.join(served)}")
 
 
 def edgectl(*args: str, check: bool = True) -> int:

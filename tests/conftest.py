@@ -125,3 +125,13 @@ def say(request):
                 reporter.write_line(line)
 
     return _say
+
+
+@pytest.fixture
+def browser():
+    """Debian's Chromium, headless, through Debian's chromedriver (tests/chromium.py)."""
+    import chromium  # only the browser tests need Selenium
+
+    driver = chromium.start()
+    yield driver
+    driver.quit()

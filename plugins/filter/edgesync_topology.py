@@ -50,7 +50,8 @@ def edgesync_agent_config(
     its own settings and, ``with_peers``, its peers as the topology draws them,
     reached over ssh as ``settings.user``, marked ``push`` where its timers push.
     ``settings`` holds user, data_dir, redis_url, batch_size, max_clock_skew_ms,
-    tables and, optionally, the session deadlines (config.TIMEOUTS)."""
+    tables and, optionally, the session deadlines (config.TIMEOUTS) and the
+    per-origin quota of each role (``quota_by_role``: edgesync.quotas)."""
     me = next(h for h in fleet if h["name"] == name)
     pushes = {lk["target"] for lk in topology.links(fleet)
               if lk["initiator"] == name and lk["action"] == "push"}  # fmt: skip
@@ -62,6 +63,7 @@ def edgesync_agent_config(
         "batch_size": settings["batch_size"], "max_clock_skew_ms": settings["max_clock_skew_ms"],
         "ssh_key": f"{home}/.ssh/id_ed25519", "known_hosts": f"{home}/.ssh/known_hosts",
         **{k: settings[k] for k in TIMEOUTS if settings.get(k) is not None},
+        **_quota(settings, me["role"]),
     }  # fmt: skip
     peers = {
         p["name"]: {
@@ -73,6 +75,17 @@ def edgesync_agent_config(
         for p in (topology.peers(fleet, name) if with_peers else [])
     }
     return {"node": node, "peers": peers, "tables": settings.get("tables") or {}}
+
+
+def _quota(settings: dict, role: str) -> dict:
+    """The agent's quota keys for a host of ``role``, from ``quota_by_role``
+    ({role: {changes, bytes, interval_s}}). A role with no limit (none named, or
+    changes and bytes both 0) gets no keys: its config stays one the previous
+    release reads, so a rollout can still be rolled back."""
+    quota = (settings.get("quota_by_role") or {}).get(role) or {}
+    keys = ("changes", "bytes", "interval_s")
+    out = {f"quota_{k}": int(v) for k, v in quota.items() if k in keys}
+    return out if out.get("quota_changes") or out.get("quota_bytes") else {}
 
 
 def edgesync_toml(config: dict) -> str:

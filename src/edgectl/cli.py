@@ -28,6 +28,7 @@ from edgesync.errors import one_line
 from . import graph as graphs
 from . import project, verify
 from . import status as statuses
+from . import users as farm_users
 from .errors import FLEET, OK, USAGE, UsageError
 from .run import Ansible, Result
 
@@ -115,6 +116,47 @@ def rollout(inventory, limit, as_json, extra):
     return _playbook("upgrade.yml", inventory, limit, as_json, _extravars(extra))
 
 
+@main_group.command(
+    name="users",
+    help="Run COMMAND while users read and write through every farm's balancer over HTTP; "
+    "say what they saw (exit 1 on a failed request, a lost write or a failed COMMAND).",
+)
+@click.option("-i", "--inventory", metavar="PATH", help="The inventory (default: inventory/local).")
+@click.option("--before", default=20.0, show_default=True,
+              help="Seconds of users before COMMAND (the p99 it is compared with).")  # fmt: skip
+@click.option("--clients", default=farm_users.CLIENTS, show_default=True, help="Clients a farm.")
+@click.option("--rate", default=farm_users.RATE, show_default=True,
+              help="Requests a second per client.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON only (for CI).")
+@click.argument("command", nargs=-1, required=True)
+def users_(inventory, before, clients, rate, as_json, command):
+    import tempfile
+
+    root, inv, ansible = _context(inventory, None, as_json)
+    ansible.quiet = True
+    listing = project.read_inventory(root, inv)
+    fleet = farm_users.Fleet(ansible, listing, project.fleet_of(listing))
+    settings = {"clients": clients, "rate": rate}
+    with tempfile.TemporaryDirectory(prefix="edgectl-users-") as workdir:
+        rc, figs, present = farm_users.around(fleet, list(command), Path(workdir), before,
+                                              **settings)  # fmt: skip
+    failed = sum(f["failed_reads"] + f["failed_writes"] for f in figs.values())
+    acked = {rid for f in figs.values() for rid in f["acked"]}
+    if as_json:
+        shown = {farm: {**{k: v for k, v in f.items() if k != "acked"},
+                        "acked": len(f["acked"]), "present": len(f["acked"] & present)}
+                 for farm, f in figs.items()}  # fmt: skip
+        print(json.dumps({"command_rc": rc, "lost": len(acked - present), "farms": shown},
+                         indent=2))  # fmt: skip
+    else:
+        shown = {**settings, "writes_every": farm_users.WRITES_EVERY}
+        for line in farm_users.table(figs, present, shown):
+            out.print(escape(line))
+        if rc:
+            out.print(f"[red]![/red] {escape(' '.join(command))} exited {rc}")
+    return FLEET if rc or failed or acked - present else OK
+
+
 @main_group.command(help="Remove the containers (teardown.yml); --all: everything edgesync made.")
 @_common
 @click.option("--all", "everything", is_flag=True, help="Images, LXD project, keys too.")
@@ -132,23 +174,35 @@ def down(inventory, limit, as_json, everything):
 @_common
 def status_(inventory, limit, as_json):
     root, inv, ansible = _context(inventory, limit, as_json)
-    everyone = project.fleet_of(project.read_inventory(root, inv))
+    listing = project.read_inventory(root, inv)
+    everyone = project.fleet_of(listing)
     fleet = _limited(everyone, limit, ansible)
     master = next((h["host"] for h in everyone if h["role"] == "master"), None)
+    # The balancers in front of the farms of the selected hosts, or on them.
+    chosen = {h["host"] for h in fleet}
+    balancers = [b for b in project.balancers_of(listing, everyone)
+                 if b["host"] in chosen or chosen & set(b["edges"])]  # fmt: skip
+    fronting = sorted({b["host"] for b in balancers})
     ansible.quiet = True
     # The master is always asked too: the others' release and content are
-    # compared with its own, whatever --limit selects.
-    result = ansible.module(HOSTS, "edgesync_info", extra_limit="masters")
+    # compared with its own, whatever --limit selects; and a balancer's host
+    # is asked how HAProxy sees the selected edges.
+    result = ansible.module(HOSTS, "edgesync_info", statuses.INFO_ARGS,
+                            extra_limit=":".join(["masters", *fronting]),
+                            extravars={statuses.BALANCER_HOSTS: fronting})  # fmt: skip
     unreachable = _unreachable(result)
     rows_ = statuses.rows(fleet, result.results, unreachable, master)
-    needs = statuses.attention_lines(rows_)
+    brows = statuses.balancer_rows(balancers, result.results, unreachable)
+    needs = statuses.attention_lines(rows_) + statuses.balancer_attention_lines(brows)
     if as_json:
-        print(json.dumps({"hosts": rows_, "attention": needs, "seconds": round(result.seconds, 1)},
-                         indent=2))  # fmt: skip
+        print(json.dumps({"hosts": rows_, "balancers": brows, "attention": needs,
+                          "seconds": round(result.seconds, 1)}, indent=2))  # fmt: skip
     else:
         ok = len(rows_) - len({r["host"] for r in rows_ if r["attention"]})
         out.print(statuses.table(rows_, f"edgesync fleet: {ok} of {len(rows_)} hosts fine "
                                       f"({result.seconds:.1f} s)"))  # fmt: skip
+        if brows:
+            out.print(statuses.balancer_table(brows))
         for line in needs:
             out.print(f"[red]![/red] {escape(one_line(line))}")
     return FLEET if needs else OK
@@ -192,8 +246,9 @@ def verify_(inventory, limit, as_json, max_records):
 def graph(inventory, where, as_json):
     root = project.project_dir()
     inv = project.inventory_path(root, inventory)
-    fleet = project.fleet_of(project.read_inventory(root, inv))
-    written = graphs.render(fleet, Path(where))
+    listing = project.read_inventory(root, inv)
+    fleet = project.fleet_of(listing)
+    written = graphs.render(fleet, Path(where), project.balancers_of(listing, fleet))
     if as_json:
         print(json.dumps({"files": [str(p) for p in written]}))
     else:
@@ -223,10 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = main_group.main(args=argv, prog_name="edgectl", standalone_mode=False)
     except UsageError as exc:
-        err.print(f"edgectl: {one_line(str(exc))}", markup=False)
+        err.print(f"edgectl: {one_line(str(exc))}", markup=False, soft_wrap=True)
         return USAGE
     except click.UsageError as exc:
-        err.print(f"edgectl: {one_line(exc.format_message())}", markup=False)
+        err.print(f"edgectl: {one_line(exc.format_message())}", markup=False, soft_wrap=True)
         return USAGE
     except click.exceptions.Abort:
         err.print("edgectl: interrupted", markup=False)

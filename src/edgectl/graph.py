@@ -5,11 +5,16 @@ who may initiate and who accepts, and ``edgesync.topology`` says which links
 run on the timers and which peers each host's config lists. Nothing here
 repeats those rules, so the picture cannot drift from what the agents do.
 
+Each farm's balancer (``edgesync.farms``: the HAProxy in front of the farm's
+edges, on the host the inventory names) is drawn in the farm's box, below its
+edges, with an arrow to each: the users' HTTP requests it sends them.
+
 ``render`` writes three files side by side. The SVG comes from a small layered
 layout in pure Python and needs nothing installed. The DOT text is for
 Graphviz, and the PNG is made from it only when the ``dot`` program is on the
 PATH. A fleet is the list of host dicts that ``edgesync.topology`` takes:
-``name``, ``role``, ``farm`` and ``trusted``, and ``provider`` when known.
+``name``, ``role``, ``farm`` and ``trusted``, and ``provider`` and ``host``
+(the inventory's host name, which the balancers name) when known.
 """
 
 from __future__ import annotations
@@ -24,12 +29,16 @@ from xml.sax.saxutils import escape, quoteattr
 
 from edgesync import topology
 from edgesync.errors import one_line
+from edgesync.farms import WILDCARDS, listen
 from edgesync.policy import ACTIONS, may_accept, may_initiate
 
 # Colours of the picture: one per action for what runs on the timers, grey
 # for what the policy allows but no timer runs, one fill per role.
-COLOURS = {"push": "#1f6fb4", "pull": "#d9731a", "allowed": "#9a9a9a"}
+COLOURS = {"push": "#1f6fb4", "pull": "#d9731a", "allowed": "#9a9a9a", "http": "#7b3fa0"}
 FILLS = {"master": "#fbe3c0", "node": "#d2e5f7", "edge": "#d9f0d3"}
+# A farm's balancer, and the users' requests it sends the farm's edges (HTTP).
+BALANCER_FILL = "#eadcf3"
+HTTP_WORDS = "HTTP, a farm's balancer to its edges"
 OTHER_FILL = "#eeeeee"
 ROWS = ("master", "node", "edge")
 
@@ -145,6 +154,42 @@ def _printable(text) -> str:
     return _NOT_XML.sub("\ufffd", one_line(str(text)))
 
 
+# -- the balancers, from edgesync.farms -------------------------------------------
+
+
+def balancer_label(balancer: dict, fleet: list[dict]) -> str:
+    """A balancer's words in the picture: "HAProxy on NODE01 :80" (on every
+    address of the host), else "HAProxy on NODE01 10.0.0.5:80"; its host by
+    the host's name in the picture."""
+    host = _names(fleet).get(balancer["host"], balancer["host"])
+    where = f":{balancer['port']}" if balancer["address"] in WILDCARDS else listen(balancer)
+    return f"HAProxy on {host} {where}"
+
+
+def _names(fleet: list[dict]) -> dict:
+    """Each host's name in the picture by its inventory host name."""
+    return {h.get("host", h["name"]): h["name"] for h in fleet}
+
+
+def balancer_links(fleet: list[dict], balancers: list[dict]) -> list[dict]:
+    """The arrows of the balancers drawn: {farm, label, target}, one per edge of
+    the farm, its name in the picture. A balancer of a farm with no edge in
+    the fleet is not drawn (validation refuses it)."""
+    names = _names(fleet)
+    drawn = set(_farms(fleet))
+    return [
+        {"farm": b["farm"], "label": balancer_label(b, fleet), "target": names[edge]}
+        for b in balancers
+        if b["farm"] in drawn
+        for edge in b["edges"]
+        if edge in names
+    ]
+
+
+def _balancer_words(link: dict) -> str:
+    return f"{link['label']} sends farm {link['farm']}'s users to {link['target']} (HTTP)"
+
+
 # -- DOT ------------------------------------------------------------------------
 
 
@@ -178,7 +223,7 @@ def _dot_style(link: dict) -> str:
     return f'color="{colour}", style={style}, penwidth={width}'
 
 
-def to_dot(fleet: list[dict], links: list[dict]) -> str:
+def to_dot(fleet: list[dict], links: list[dict], balancers: list[dict] = ()) -> str:
     """The topology as Graphviz DOT text.
 
     Masters sit on the top rank, nodes in the middle and edges at the bottom,
@@ -191,7 +236,11 @@ def to_dot(fleet: list[dict], links: list[dict]) -> str:
     the edge. The links between two edges share one line per pair (see
     ``_dot_pair``). Every link's words, such as "EDGE01 push EDGE02 (runs on
     the timers)", are in the tooltip of the line that draws it.
+
+    A farm's balancer sits in the farm's cluster below its edges, a purple
+    dashed arrow marked HTTP to each of them.
     """
+    http = balancer_links(fleet, balancers)
     lines = [
         "digraph edgesync {",
         f"  graph [label={_dq(title(fleet))}, labelloc=t, fontsize=18, fontname=Helvetica,"
@@ -217,6 +266,16 @@ def to_dot(fleet: list[dict], links: list[dict]) -> str:
         )
         lines += ["    " + _dot_node(h) for h in edges]
         lines.append(f"    {{ rank=same; {' '.join(_dot_id(h['name']) + ';' for h in edges)} }}")
+        mine = [lk for lk in http if lk["farm"] == farm]
+        if mine:
+            label = f'"{_dot_text(mine[0]["label"])}\\n{_dot_text(_farm_label(farm))}"'
+            lines.append(
+                f'    {_dq(f"balancer:{farm}")} [label={label}, fillcolor="{BALANCER_FILL}"];'
+            )
+        # The arrow drawn from the balancer up to the edge: the edge ranks above it.
+        lines += [f'    {_dot_id(lk["target"])} -> {_dq(f"balancer:{farm}")} [dir=back,'
+                  f' {_dot_http_style()}, label="HTTP", tooltip={_dq(_balancer_words(lk))}];'
+                  for lk in mine]  # fmt: skip
         lines.append("  }")
         # Each edge hangs below the nodes' row, even one that no node trusts.
         lines += [f'  "rank:1" -> {_dot_id(h["name"])} [style=invis];' for h in edges]
@@ -246,8 +305,19 @@ def to_dot(fleet: list[dict], links: list[dict]) -> str:
         if i:
             # The legend's rows stand one under the other.
             lines.append(f'    "legend:{i - 1}a" -> "legend:{i}a" [style=invis];')
+    if http:
+        i = len(_LEGEND)
+        lines.append(
+            f'    "legend:{i}a" -> "legend:{i}b" [{_dot_http_style()}, label={_dq(HTTP_WORDS)}];'
+        )
+        lines.append(f'    {{ rank=same; "legend:{i}a"; "legend:{i}b"; }}')
+        lines.append(f'    "legend:{i - 1}a" -> "legend:{i}a" [style=invis];')
     lines += ["  }", "}", ""]
     return "\n".join(lines)
+
+
+def _dot_http_style() -> str:
+    return f'color="{COLOURS["http"]}", style=dashed, penwidth=1.4, fontcolor="{COLOURS["http"]}"'
 
 
 def _dot_pair(pair: tuple, group: list[dict]) -> str:
@@ -300,21 +370,28 @@ def _box_width(fleet: list[dict]) -> int:
     return int(min(MAX_BOX_W, math.ceil(widest)))
 
 
+def _balancer_width(label: str) -> int:
+    return int(min(MAX_BOX_W, max(MIN_BOX_W, math.ceil(len(_printable(label)) * NAME_CHAR_W + 24))))
+
+
 def _columns(n: int) -> int:
     """How many edges a farm box puts side by side: up to three in one row,
     then a near-square grid, so a large farm grows down as well as across."""
     return n if n <= 3 else math.ceil(math.sqrt(n))
 
 
-def _layout(fleet: list[dict]) -> dict:
+def _layout(fleet: list[dict], http: list[dict] = ()) -> dict:
     """Where everything goes: {"boxes": {name: (x, y, w, h)}, "farms": [(farm,
-    x, y, w, h)], "farm_of": {edge name: farm}, "width": w, "bottom": y}.
+    x, y, w, h)], "balancers": {farm: (x, y, w, h)}, "farm_of": {edge name:
+    farm}, "width": w, "bottom": y}.
 
     Farms stand side by side in the bottom row, each a box around a grid of its
     edges, in the order of the nodes that trust their edges. Each node sits
     above the farms it trusts edges of when there is room, and the masters are
-    centred on top."""
+    centred on top. A farm's balancer (``balancer_links``) gets a row of its
+    own in the farm's box, below the edges, centred."""
     bw = _box_width(fleet)
+    fronted = {lk["farm"]: lk["label"] for lk in http}
     by_row = {row: [h for h in fleet if _row(h) == row] for row in ROWS}
     first_truster = {}
     for i, h in enumerate(by_row["node"]):
@@ -336,6 +413,9 @@ def _layout(fleet: list[dict]) -> dict:
         rows = math.ceil(len(members[f]) / cols)
         w = cols * bw + (cols - 1) * CELL_GAP_X + 2 * FARM_PAD
         h = FARM_LABEL_H + rows * BOX_H + (rows - 1) * CELL_GAP_Y + 2 * FARM_PAD
+        if f in fronted:
+            w = max(w, _balancer_width(fronted[f]) + 2 * FARM_PAD)
+            h += CELL_GAP_Y + BOX_H
         farm_boxes.append([f, x, y_farm, w, h])
         x += w + FARM_GAP
     farms_width = x - FARM_GAP - MARGIN if farms else 0
@@ -355,6 +435,12 @@ def _layout(fleet: list[dict]) -> dict:
                 bw,
                 BOX_H,
             )
+
+    balancer_boxes = {}
+    for f, fx, fy, fw, fh in farm_boxes:
+        if f in fronted:
+            w = _balancer_width(fronted[f])
+            balancer_boxes[f] = (fx + (fw - w) / 2, fy + fh - FARM_PAD - BOX_H, w, BOX_H)
 
     # A node wants to be centred above the farms of the edges it trusts.
     centre_of_farm = {fb[0]: fb[1] + fb[3] / 2 for fb in farm_boxes}
@@ -392,6 +478,7 @@ def _layout(fleet: list[dict]) -> dict:
     return {
         "boxes": boxes,
         "farms": [tuple(fb) for fb in farm_boxes],
+        "balancers": balancer_boxes,
         "farm_of": farm_of,
         "width": content + 2 * MARGIN,
         "bottom": bottom,
@@ -489,7 +576,7 @@ def _marker(kind: str) -> str:
     )
 
 
-def to_svg(fleet: list[dict], links: list[dict]) -> str:
+def to_svg(fleet: list[dict], links: list[dict], balancers: list[dict] = ()) -> str:
     """The topology as a standalone SVG document, laid out here in pure Python.
 
     Masters stand in the top row and nodes below them. Farms are labelled,
@@ -500,11 +587,16 @@ def to_svg(fleet: list[dict], links: list[dict]) -> str:
     Links between edges of one farm curve inside the farm's box. A title
     sums up the fleet and a legend explains the arrows. Every name is
     escaped, so nothing an inventory holds can break the document.
+
+    A farm's balancer is a box of class ``balancer`` in the farm's box, below
+    its edges, and its arrow to each edge a dashed ``path`` of class
+    ``balance``.
     """
-    layout = _layout(fleet)
+    http = balancer_links(fleet, balancers)
+    layout = _layout(fleet, http)
     boxes = layout["boxes"]
     legend_y = layout["bottom"] + 40
-    height = legend_y + 100
+    height = legend_y + (122 if http else 100)
     width = max(layout["width"], 720)
     shift = (width - layout["width"]) / 2
     scheduled = sum(1 for lk in links if lk["scheduled"])
@@ -543,6 +635,30 @@ def to_svg(fleet: list[dict], links: list[dict]) -> str:
                     f"<title>{_text(_link_words(lk))}</title></path>"
                 )
         out.append("</g>")
+    out.append('<g class="links http">')
+    for lk in http:
+        start = layout["balancers"][lk["farm"]]
+        x, y, w, bh = boxes[lk["target"]]
+        sx, sy = _edge_point(start, (x + w / 2, y + bh / 2), 2)
+        ex, ey = _edge_point(boxes[lk["target"]], (sx, sy), 3)
+        out.append(
+            f'<path class="balance" d="M {sx:.1f} {sy:.1f} L {ex:.1f} {ey:.1f}" {_http_attrs()}'
+            f" data-farm={_attr(lk['farm'])} data-target={_attr(lk['target'])}>"
+            f"<title>{_text(_balancer_words(lk))}</title></path>"
+        )
+    out.append("</g>")
+    for farm, (x, y, w, bh) in layout["balancers"].items():
+        label = next(lk["label"] for lk in http if lk["farm"] == farm)
+        out.append(
+            f'<g class="balancer"><title>{_text(label)}</title>'
+            f'<rect class="balancer" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{bh:.1f}"'
+            f' rx="6" fill="{BALANCER_FILL}" stroke="#555555" data-farm={_attr(farm)}/>'
+            f'<text x="{x + w / 2:.1f}" y="{y + 18:.1f}" text-anchor="middle" font-size="13"'
+            f' font-weight="bold">{_text(_fit(_printable(label), w, NAME_CHAR_W))}</text>'
+            f'<text x="{x + w / 2:.1f}" y="{y + 33:.1f}" text-anchor="middle" font-size="11"'
+            f' fill="#444444">{_text(_fit(f"balancer · {_farm_label(farm)}", w, SUB_CHAR_W))}'
+            "</text></g>"
+        )
     for h in fleet:
         if h["name"] not in boxes:
             continue
@@ -558,13 +674,19 @@ def to_svg(fleet: list[dict], links: list[dict]) -> str:
             f'<text x="{x + w / 2:.1f}" y="{y + 33:.1f}" text-anchor="middle" font-size="11"'
             f' fill="#444444">{_text(_fit(sub, w, SUB_CHAR_W))}</text></g>'
         )
-    out.append(_svg_legend(legend_y))
+    out.append(_svg_legend(legend_y, bool(http)))
     out += ["</g>", "</svg>", ""]
     return "\n".join(out)
 
 
-def _svg_legend(y: float) -> str:
-    """The legend: a sample of each kind of arrow, two to a row, and the role fills."""
+def _http_attrs() -> str:
+    return (f'fill="none" stroke="{COLOURS["http"]}" stroke-width="1.5" stroke-dasharray="3 3"'
+            ' marker-end="url(#head-http)"')  # fmt: skip
+
+
+def _svg_legend(y: float, balancers: bool = False) -> str:
+    """The legend: a sample of each kind of arrow, two to a row (the balancers'
+    HTTP on a row of its own), and the fills of the roles (and balancers)."""
     parts = [f'<g class="legend" transform="translate({MARGIN} {y:.1f})">']
     parts.append('<text x="0" y="0" font-size="12" font-weight="bold">legend</text>')
     for i, (words, lk) in enumerate(_LEGEND):
@@ -573,11 +695,20 @@ def _svg_legend(y: float) -> str:
             f'<path d="M {x} {row_y - 4} L {x + 44} {row_y - 4}" {_link_attrs(lk)}/>'
             f'<text x="{x + 54}" y="{row_y}" font-size="12">{_text(words)}</text>'
         )
-    for i, role in enumerate(ROWS):
+    fills = [(role, FILLS[role]) for role in ROWS]
+    top = 62
+    if balancers:
+        parts.append(
+            f'<path d="M 0 62 L 44 62" {_http_attrs()}/>'
+            f'<text x="54" y="66" font-size="12">{_text(HTTP_WORDS)}</text>'
+        )
+        fills.append(("balancer", BALANCER_FILL))
+        top += 22
+    for i, (role, fill) in enumerate(fills):
         x = i * 120
         parts.append(
-            f'<rect x="{x}" y="62" width="18" height="12" rx="3" fill="{FILLS[role]}"'
-            f' stroke="#555555"/><text x="{x + 24}" y="72" font-size="12">{role}</text>'
+            f'<rect x="{x}" y="{top}" width="18" height="12" rx="3" fill="{fill}"'
+            f' stroke="#555555"/><text x="{x + 24}" y="{top + 10}" font-size="12">{role}</text>'
         )
     parts.append("</g>")
     return "".join(parts)
@@ -599,9 +730,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def render(fleet: list[dict], out: Path) -> list[Path]:
+def render(fleet: list[dict], out: Path, balancers: list[dict] = ()) -> list[Path]:
     """Draw the fleet into ``out``.svg and ``out``.dot, and into ``out``.png when
-    Graphviz's ``dot`` is on the PATH; return the paths written.
+    Graphviz's ``dot`` is on the PATH; return the paths written. ``balancers``
+    are the farms' (``edgesync.farms.balancers``).
 
     ``out`` names the files without their suffix; a trailing .svg, .dot or .png
     is dropped. Each file is written atomically. If ``dot`` fails or takes
@@ -613,8 +745,8 @@ def render(fleet: list[dict], out: Path) -> list[Path]:
         out = out.with_suffix("")
     links = allowed_links(fleet)
     svg, dot = out.with_name(out.name + ".svg"), out.with_name(out.name + ".dot")
-    _write_atomic(svg, to_svg(fleet, links).encode())
-    _write_atomic(dot, to_dot(fleet, links).encode())
+    _write_atomic(svg, to_svg(fleet, links, balancers).encode())
+    _write_atomic(dot, to_dot(fleet, links, balancers).encode())
     written = [svg, dot]
     program = shutil.which("dot")
     if program:

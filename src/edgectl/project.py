@@ -14,6 +14,8 @@ from pathlib import Path
 
 import ansible_runner
 
+from edgesync import farms
+
 from .errors import UsageError
 
 ROLES = ("master", "node", "edge")
@@ -72,3 +74,22 @@ def fleet_of(inventory: dict) -> list[dict]:
             }
         )
     return sorted(fleet, key=lambda h: (ROLES.index(h["role"]), h["farm"] or "", h["host"]))
+
+
+def balancers_of(inventory: dict, fleet: list[dict]) -> list[dict]:
+    """The farms' balancers the inventory names (its ``edgesync_balancers``,
+    read by ``edgesync.farms``), each {farm, host, address, port, edges, backend}."""
+    hostvars = inventory.get("_meta", {}).get("hostvars", {})
+    spec = next((hostvars[h["host"]]["edgesync_balancers"] for h in fleet
+                 if "edgesync_balancers" in hostvars.get(h["host"], {})), None)  # fmt: skip
+    try:
+        return farms.balancers(fleet, spec)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        # Say it as the validation does, where it can; its other checks need
+        # facts (the hosts' addresses, their ports) this listing does not give.
+        try:
+            said = farms.errors(fleet, spec, {})
+        except (AttributeError, KeyError, TypeError, ValueError):
+            said = []
+        why = said[0] if said else f"{type(exc).__name__}: {exc}"
+        raise UsageError(f"the inventory's edgesync_balancers: {why}") from exc

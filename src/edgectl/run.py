@@ -268,16 +268,18 @@ class Ansible:
             return set()
         return {line.strip() for line in text.splitlines()[1:] if line.strip()}
 
-    def module(self, pattern: str, module: str, args: str = "", extra_limit: str = "") -> Result:
+    def module(self, pattern: str, module: str, args: str = "", extra_limit: str = "",
+               extravars: dict | None = None) -> Result:  # fmt: skip
         """A module on the hosts of ``pattern``, ad hoc, with the playbooks'
-        shared facts (the controller's SSH config among them); ``extra_limit``
-        adds hosts to a --limit."""
+        shared facts (the controller's SSH config among them) and
+        ``extravars``, which its ``args`` may name; ``extra_limit`` adds hosts
+        to a --limit."""
         limit = _with_all(self.limit) if self.limit else None
         if limit and extra_limit:
             limit = f"{limit}:{extra_limit}"
         return self._run(module, host_pattern=pattern, module=module, module_args=args,
                          cmdline=f"--playbook-dir {self.project / 'playbooks'}",
-                         limit=limit)  # fmt: skip
+                         extravars=extravars or {}, limit=limit)  # fmt: skip
 
 
 def _with_all(limit: str) -> str:

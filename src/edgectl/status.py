@@ -10,6 +10,13 @@ whose last session failed, or refused a peer recently.
 The API column is what the module read on the host from the API's own
 /metrics, twice a second apart: the users' requests per second between the
 two reads and the 99th percentile of their time (— when there were none).
+
+Each farm's balancer (``edgesync.farms``: which host fronts which farm) is a
+row of a table of its own: the state HAProxy gives each of the farm's edges,
+read by the module on the balancer's host from HAProxy's runtime API. A
+balancer needs attention when an edge of its farm is not UP there (DRAIN,
+MAINT, DOWN, or not in its backend at all), HAProxy sends to a server that is
+no edge of the farm, or it could not be read.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from datetime import UTC, datetime
 from rich.markup import escape
 from rich.table import Table
 
-from edgesync import topology
+from edgesync import farms, topology
 
 # A link or outbox older than this, in seconds, is stale (the timers run every
 # few minutes; an operator looks after one that has not synced in ten).
@@ -74,6 +81,7 @@ def _answered(row: dict, h: dict, answer: dict, scheduled: set) -> None:
         refusals=(st.get("refusals") or {}).get("count", 0),
         last_refusal=_last_refusal(st),
         api=_api(answer.get("api")),
+        forks=[_fork(f) for f in st.get("forks") or []],
     )
     row["rows"] = int(row["rows"])
     row["pending"] = int(row["pending"] or 0)
@@ -102,6 +110,20 @@ def _api(api: dict | None) -> dict:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                   or not 0 <= value < 1e12):  # fmt: skip
             raise ValueError(f"api: {key} is a number")
+    return out
+
+
+def _fork(f: dict) -> dict:
+    """A fork a host reports (edgesync.forks.summary), checked for its shape."""
+    out = {"origin": f["origin"], "n": f["n"], "withheld": f.get("withheld", 0),
+           "went_on_as": f.get("went_on_as")}  # fmt: skip
+    if not isinstance(out["origin"], str):
+        raise TypeError("forks: origin is text")
+    for key in ("n", "withheld"):
+        if isinstance(out[key], bool) or not isinstance(out[key], int) or out[key] < 0:
+            raise ValueError(f"forks: {key} is a count")
+    if out["went_on_as"] is not None and not isinstance(out["went_on_as"], str):
+        raise TypeError("forks: went_on_as is text")
     return out
 
 
@@ -136,6 +158,13 @@ def _attention(row: dict, reference: dict, is_master: bool) -> list[str]:
     ages = [lk["age_s"] for lk in row["links"] if lk["age_s"] is not None and lk["scheduled"]]
     if row["pending"] and (not ages or min(ages) > STALE_S):
         why.append(f"{row['pending']} changes pending, no sync in {STALE_S // 60} min")
+    for f in row["forks"]:
+        # Two changes signed in one origin's name and number: its key is in
+        # other hands (or its node was restored and handed a number on twice).
+        went = f" (its node went on as {f['went_on_as']})" if f["went_on_as"] else ""
+        why.append(f"{f['origin']} signed two changes numbered {f['n']}: quarantined, "
+                   f"{f['withheld']} of its changes held back here{went}; revoke or "
+                   f"replace its key")  # fmt: skip
     refusal = row["last_refusal"]
     if refusal and _age_s(refusal.get("at")) < STALE_S:
         why.append(f"refused {refusal.get('peer')} {refusal.get('action')}: {refusal.get('rule')}")
@@ -215,3 +244,120 @@ def _links_cell(links: list[dict]) -> str:
 
 def attention_lines(rows_: list[dict]) -> list[str]:
     return [f"{r['host']}: {why}" for r in rows_ for why in r["attention"]]
+
+
+# -- the farms' balancers ---------------------------------------------------------
+
+# The module is given the runtime API socket (the playbooks' shared fact) only
+# on the hosts that front farms, which edgectl passes as BALANCER_HOSTS.
+BALANCER_HOSTS = "edgectl_balancer_hosts"
+INFO_ARGS = ('{"balancer_socket": "{{ edgesync_balancer_socket if inventory_hostname in '
+             + BALANCER_HOSTS + ' else omit }}"}')  # fmt: skip
+
+
+def balancer_rows(balancers: list[dict], answers: dict[str, dict],
+                  unreachable: dict[str, str]) -> list[dict]:  # fmt: skip
+    """One row per farm's balancer (``edgesync.farms.balancers``), with the state
+    HAProxy gives each edge of the farm as the balancer's host answered it:
+    {farm, host, address, port, listen, backend, edges, backends: {server:
+    state, None for an edge not in HAProxy's backend}, sessions: {server: n},
+    error, attention}."""
+    out = []
+    for b in balancers:
+        row = {**b, "listen": farms.listen(b), "backends": {}, "sessions": {}, "error": None}
+        answer = answers.get(b["host"])
+        try:
+            if answer is None:
+                row["error"] = f"{b['host']}: {unreachable.get(b['host'], 'no answer')}"
+            else:
+                _balanced(row, answer.get("balancer"))
+        except (AttributeError, KeyError, TypeError, ValueError):
+            row.update(backends={}, sessions={}, error="answered balancer out of shape")
+        row["attention"] = _balancer_attention(row)
+        out.append(row)
+    return out
+
+
+def _balanced(row: dict, said) -> None:
+    """Fill ``row`` from the module's ``balancer`` answer (raises on one out of shape)."""
+    if said is None:
+        row["error"] = "the module was not given the runtime API socket"
+        return
+    if said["error"] is not None:
+        row["error"] = str(said["error"])
+        return
+    servers = said["backends"].get(row["backend"])
+    if servers is None:
+        row["error"] = f"HAProxy has no backend {row['backend']}"
+        return
+    for edge in row["edges"]:
+        row["backends"][edge] = None
+    for server, st in servers.items():
+        sessions = st.get("sessions")
+        if not isinstance(server, str) or not isinstance(st["status"], str):
+            raise TypeError("balancer: server names and states are text")
+        if sessions is not None and (isinstance(sessions, bool) or not isinstance(sessions, int)):
+            raise TypeError("balancer: sessions are counts")
+        row["backends"][server] = st["status"]
+        row["sessions"][server] = sessions
+
+
+def serving(state: str | None) -> bool:
+    """HAProxy sends users to a server in this state: UP, or UP while failed
+    checks count toward DOWN (``UP 1/2``)."""
+    return bool(state) and state.split()[0] == "UP"
+
+
+def _balancer_attention(row: dict) -> list[str]:
+    if row["error"]:
+        return [f"not read: {row['error']}"]
+    if not row["edges"]:
+        return ["the farm has no edge to send to"]
+    why = []
+    missing = [e for e in row["edges"] if row["backends"][e] is None]
+    down = [f"{e} {row['backends'][e]}" for e in row["edges"]
+            if e not in missing and not serving(row["backends"][e])]  # fmt: skip
+    strangers = [s for s in row["backends"] if s not in row["edges"]]
+    if down:
+        why.append(", ".join(down))
+    if missing:
+        why.append(f"not in HAProxy's backend: {', '.join(missing)}")
+    if strangers:
+        why.append(f"HAProxy also sends to {', '.join(strangers)}, no edge of the farm")
+    return why
+
+
+def balancer_attention_lines(rows_: list[dict]) -> list[str]:
+    return [f"balancer of farm {r['farm']} on {r['host']}: {why}"
+            for r in rows_ for why in r["attention"]]  # fmt: skip
+
+
+def balancer_table(rows_: list[dict]) -> Table:
+    """The farms' balancers, one row each: its edges as HAProxy sees them."""
+    fine = sum(1 for r in rows_ if not r["attention"])
+    t = Table(title=f"balancers: {fine} of {len(rows_)} farms fine", title_justify="left",
+              header_style="bold")  # fmt: skip
+    for col in ("", "farm", "host", "listen", "edges as HAProxy sees them"):
+        t.add_column(col, no_wrap=True)
+    for r in rows_:
+        mark = "[red]![/red]" if r["attention"] else "[green]✓[/green]"
+        if r["error"]:
+            cell = f"[red]{escape(r['error'])}[/red]"
+        else:
+            cell = "\n".join(_backend_cell(r, server, state)
+                             for server, state in r["backends"].items()) or "—"  # fmt: skip
+        t.add_row(mark, escape(str(r["farm"])), escape(r["host"]), escape(r["listen"]), cell)
+    return t
+
+
+def _backend_cell(row: dict, server: str, state: str | None) -> str:
+    """``edge01 UP · 3 sessions``, in red what is not as it should be."""
+    words = escape(state or "not in HAProxy's backend")
+    ours = server in row["edges"]
+    cell = f"{escape(server)} {words if ours and serving(state) else f'[red]{words}[/red]'}"
+    if not ours:
+        cell += " [red](no edge of the farm)[/red]"
+    sessions = row["sessions"].get(server)
+    if sessions is not None:
+        cell += f" · {sessions} session{'' if sessions == 1 else 's'}"
+    return cell

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 
 from .changes import encode
 from .db import Database
+from .errors import Refused
+from .signing import node_of
 
 # (seq, body) of a change logged here, as the relay queues it.
 Entry = tuple[int, str]
@@ -125,13 +127,16 @@ class ChangeLog:
             held[self.origin()] = own
         return held
 
-    def unheld(self, batch: list[dict], held: dict[str, int]) -> tuple[list, dict]:
+    def unheld(
+        self, batch: list[dict], held: dict[str, int], max_early: int | None = None
+    ) -> tuple[list, dict]:
         """The changes of ``batch`` not held here yet, and each origin's new held
         mark. Records early arrivals in _early (inside the open transaction).
 
         A change at or below its origin's mark is held. One just above moves
         the mark (and past any early arrivals it joins up with). One further
-        ahead is new unless recorded in _early, where it is then recorded.
+        ahead is new unless recorded in _early, where it is then recorded; an
+        origin may keep at most ``max_early`` there (Refused beyond).
         """
         marks: dict[str, int] = {}
         has_early: dict[str, bool] = {}
@@ -174,8 +179,28 @@ class ChangeLog:
             early_here.add(key)
             new.append(ch)
         if early_here:
+            if max_early is not None:
+                self._check_early(early_here, max_early)
             self.db.executemany("INSERT INTO _early VALUES (?, ?)", sorted(early_here))
         return new, marks
+
+    def _check_early(self, adding: set[tuple[str, int]], most: int) -> None:
+        """Counted per node: its incarnations (NODE.XXXXXXXX) are any number its
+        key may sign."""
+        by_node: dict[str, int] = {}
+        for origin, _n in adding:
+            by_node[node_of(origin)] = by_node.get(node_of(origin), 0) + 1
+        for node, count in sorted(by_node.items()):
+            kept = self.db.execute(
+                "SELECT count(*) FROM _early WHERE origin = ? OR (origin > ? AND origin < ?)",
+                (node, node + ".", node + "/"),
+            ).fetchone()[0]
+            if kept + count > most:
+                raise Refused(
+                    f"refused: {kept + count} changes of {node} would wait here for an "
+                    f"earlier one still missing (max_early is {most}); they are taken once "
+                    f"the gap is filled"
+                )
 
     def save_marks(self, marks: dict[str, int], held: dict[str, int]) -> None:
         """Store the held marks that moved (this node's own are kept by _clock)."""
@@ -208,6 +233,55 @@ class ChangeLog:
                 count += take_unheld(held, origin, n)
             seq = rows[-1][0]
         return count
+
+    # -- by origin and number (forks.py) -------------------------------------------
+
+    def body_at(self, origin: str, n: int) -> str | None:
+        """The body of change ``origin``:``n`` as logged here, if it is."""
+        row = self.db.execute(
+            "SELECT body FROM _changes WHERE origin = ? AND origin_seq = ? LIMIT 1", (origin, n)
+        ).fetchone()
+        return row[0] if row else None
+
+    def of_origin(self, origin: str, low: int, high: int) -> list[tuple[int, int, str]]:
+        """(seq, n, body) of the logged changes of ``origin`` numbered ``low`` to
+        ``high``, in number order."""
+        return self.db.execute(
+            "SELECT seq, origin_seq, body FROM _changes WHERE origin = ?"
+            " AND origin_seq BETWEEN ? AND ? ORDER BY origin_seq",
+            (origin, low, high),
+        ).fetchall()
+
+    def first_after(self, origin: str, n: int) -> int | None:
+        """The log position of the first change of ``origin`` numbered above ``n``."""
+        return self.db.execute(
+            "SELECT min(seq) FROM _changes WHERE origin = ? AND origin_seq > ?", (origin, n)
+        ).fetchone()[0]
+
+    def drop(self, origin: str, seqs: list[int]) -> None:
+        """Take changes of ``origin`` out of the log (they are kept elsewhere):
+        its held mark falls below the first of them, and its head is the
+        highest change of it the log still holds."""
+        if not seqs:
+            return
+        first = self.db.execute(
+            f"SELECT min(origin_seq) FROM _changes WHERE seq IN ({','.join('?' * len(seqs))})",
+            seqs,
+        ).fetchone()[0]
+        self.db.executemany("DELETE FROM _changes WHERE seq = ?", [(s,) for s in seqs])
+        self.db.execute("DELETE FROM _early WHERE origin = ? AND origin_seq >= ?", (origin, first))
+        self.db.execute(
+            "UPDATE _origins SET held = ? WHERE origin = ? AND held >= ?",
+            (first - 1, origin, first),
+        )
+        self.db.execute("DELETE FROM _heads WHERE origin = ?", (origin,))
+        row = self.db.execute(
+            "SELECT origin_seq, body FROM _changes WHERE origin = ? ORDER BY origin_seq DESC"
+            " LIMIT 1",
+            (origin,),
+        ).fetchone()
+        if row:
+            self.save_heads({origin: (row[0], row[1])})
 
     # -- cursors -----------------------------------------------------------------
 

@@ -25,10 +25,14 @@ from .errors import BadBatch, BadInput, a
 from .hlc import HLC_RE
 from .ids import CODE_RE, ID_RE
 from .signing import CHAIN_RE, SIG_RE, Forged, node_of
+from .slugs import MAX_WANTED_LEN, WANTED_RE
 
 # new: creates a record (only its ID's node may); put: edits one; del: deletes it.
 KINDS = ("new", "put", "del")
 CODE_COLUMN = "_code"
+# A master's claim, carried by a change of the record that holds a slug: "this
+# record holds this slug" (slug_settlement.py). Only masters' changes carry it.
+CLAIM = "_claim"
 MAX_INT = 2**63 - 1
 # Origin sequences stay far inside SQLite's integers (and JSON's exact ones), so
 # no peer can push a counter to where adding one fails.
@@ -86,6 +90,17 @@ def check_creators(batch: list[dict]) -> None:
                     f"refused: change {ch['o']}:{ch['n']} creates {ch['t']} {ch['i']}, an ID "
                     f"in {named}'s name; records are created only by the node their ID names"
                 )
+
+
+def check_claims(batch: list[dict], masters: set[str]) -> None:
+    """Slugs are settled by masters: a change carrying a slug claim from any
+    other origin is refused (Forged), so no edge can take a slug by claiming it."""
+    for ch in batch:
+        if CLAIM in ch["d"] and node_of(ch["o"]) not in masters:
+            raise Forged(
+                f"refused: change {ch['o']}:{ch['n']} claims slug {ch['d'][CLAIM]!r} for "
+                f"{ch['t']} {ch['i']}; only masters settle slugs"
+            )
 
 
 def check_text(where: str, text: str) -> None:
@@ -197,6 +212,12 @@ def _validate_change(ch: object, config: Config) -> None:
         if col == CODE_COLUMN:
             if type(value) is not str or not CODE_RE.match(value):
                 raise BadInput(f"bad slug code {value!r}")
+            continue
+        if col == CLAIM and spec.slug:
+            if type(value) is not str or len(value) > MAX_WANTED_LEN or not WANTED_RE.match(value):
+                raise BadInput(f"bad slug claim {str(value)[:80]!r}")
+            if kind != "put":
+                raise BadInput("a slug claim is an edit of the record it names")
             continue
         if col not in columns:
             raise BadInput(f"unknown column {spec.name}.{col}")

@@ -17,6 +17,12 @@ trusted = ["MASTER01", "NODE02"]  # nodes only: the peers this node may sync wit
 max_clock_skew_ms = 300000 # a peer whose clock is further ahead is refused (>= 1000;
                            #   a node whose own stamps are further ahead heals)
 batch_size = 1000          # changes per sync batch
+max_early = 100000         # changes of one origin kept ahead of an earlier one still
+                           #   missing here; a batch that would keep more is refused
+                           #   until the gap fills (so a stolen key cannot grow it)
+quota_changes = 0          # per node (an origin and its incarnations), the changes
+quota_bytes = 0            #   and bytes of change bodies taken per quota_interval_s
+quota_interval_s = 3600    #   (0: no limit); the rest is deferred, sent again later
 connect_timeout_s = 10     # a sync session's deadlines (seconds; deadlines.py): until
 idle_timeout_s = 60        #   the peer first answers; any one read or write blocked
 session_timeout_s = 900    #   on the peer; the whole session. Past one: exit 4
@@ -80,6 +86,10 @@ _NODE_KEYS = {
     "trusted",
     "max_clock_skew_ms",
     "batch_size",
+    "max_early",
+    "quota_changes",
+    "quota_bytes",
+    "quota_interval_s",
     "ssh_key",
     "known_hosts",
     "signing_key",
@@ -126,6 +136,10 @@ class Config:
     peers: dict[str, Peer] = field(default_factory=dict)
     max_clock_skew_ms: int = 300_000
     batch_size: int = 1000
+    max_early: int = 100_000
+    quota_changes: int = 0
+    quota_bytes: int = 0
+    quota_interval_s: int = 3600
     ssh_key: Path | None = None
     known_hosts: Path | None = None
     signing_key: Path | None = None
@@ -212,6 +226,16 @@ def parse(data: dict, path: Path | None = None) -> Config:
         raise _fail("node.batch_size", batch_size, "must be a positive integer")
     if batch_size > 10_000:
         raise _fail("node.batch_size", batch_size, "must be at most 10000")
+    max_early = node.get("max_early", 100_000)
+    if not isinstance(max_early, int) or isinstance(max_early, bool) or max_early < 1:
+        raise _fail("node.max_early", max_early, "must be a positive integer")
+    quota = {}
+    for key, default, low in (("quota_changes", 0, 0), ("quota_bytes", 0, 0),
+                              ("quota_interval_s", 3600, 1)):  # fmt: skip
+        value = node.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise _fail(f"node.{key}", value, f"must be an integer of at least {low}")
+        quota[key] = value
     timeouts = {}
     for key, default in TIMEOUTS.items():
         value = node.get(key, default)
@@ -313,6 +337,8 @@ def parse(data: dict, path: Path | None = None) -> Config:
         trusted=tuple(trusted),
         peers=peers,
         max_clock_skew_ms=skew,
+        max_early=max_early,
+        **quota,
         batch_size=batch_size,
         ssh_key=ssh_key,
         known_hosts=known_hosts,

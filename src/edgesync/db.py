@@ -93,7 +93,7 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT; rolls back on any error.
+        """BEGIN IMMEDIATE … COMMIT; rolls back on any error, a failed COMMIT's too.
 
         Waiting for another process's write lock returns to Python every second,
         so a session's deadline (a signal, deadlines.py) can end the wait."""
@@ -107,10 +107,14 @@ class Database:
                     raise
         try:
             yield self.conn
+            self.execute("COMMIT")
         except BaseException:
-            self.execute("ROLLBACK")
+            # Also when COMMIT itself failed (a full disk, an I/O error): SQLite
+            # may or may not have rolled back already, and a transaction left
+            # open would carry the failed change's chain head into the next.
+            if self.conn.in_transaction:
+                self.execute("ROLLBACK")
             raise
-        self.execute("COMMIT")
 
     def backup(self, path: str | os.PathLike | None = None) -> dict:
         """A consistent copy of the database (SQLite's online backup: writers
@@ -193,8 +197,9 @@ class Database:
                 "CREATE TABLE IF NOT EXISTS _changes(seq INTEGER PRIMARY KEY,"
                 " origin TEXT NOT NULL, origin_seq INTEGER NOT NULL, body TEXT NOT NULL)"
             )
-            # With _origins this is all duplicate detection needs, so the log
-            # itself carries no index but its seq.
+            # With _origins this is all duplicate detection needs; the log's one
+            # other index (schema 5, migrations.py) finds a change by origin
+            # and number, for fork detection (forks.py).
             ex(
                 "CREATE TABLE IF NOT EXISTS _early(origin TEXT NOT NULL,"
                 " origin_seq INTEGER NOT NULL, PRIMARY KEY (origin, origin_seq)) WITHOUT ROWID"

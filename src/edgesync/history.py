@@ -62,10 +62,11 @@ def record(
                     None if ok else one_line(error)[:MAX_ERROR], peer_release, protocol,
                 ),
             )  # fmt: skip
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.conn.in_transaction:  # a failed COMMIT may leave it open (db.py)
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
     except sqlite3.Error:
         pass
 

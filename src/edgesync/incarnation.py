@@ -113,26 +113,49 @@ def start(
         " SET value = excluded.value",
         (os.urandom(8).hex(),),
     )
-    entries = []
+    # What this node made under the old origin and keeps in the log: its own
+    # changes, should a fork of that origin withhold some of them (make_again).
+    db.execute(
+        "INSERT INTO _meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (f"made:{old}", confirmed),
+    )
     touched: set[tuple[str, str]] = set()
-    prev = GENESIS
     olds = [(seq, json.loads(body)) for seq, body in rows]
     later = {seq for seq, was in olds if restamp is not None and hlc.decode(was["h"])[0] > restamp}
     stamp = _newest_stamp(db, later) if later else None
-    for n, (_seq, was) in enumerate(olds, 1):
-        change = {"o": origin, "n": n, **{k: was[k] for k in "htikd"}}
-        if _seq in later:
-            stamp = change["h"] = hlc.tick(stamp, node, restamp)
+    for seq, was in olds:
+        if seq in later:
+            was["h"] = stamp = hlc.tick(stamp, node, restamp)
             touched.add((was["t"], was["i"]))
-        signed, value = sign_body(signer, prev, encode(change))
-        prev = b64(value)
-        entries.append(log.append_own(change, signed, prev))
+    entries = make_again(log, signer, [was for _seq, was in olds])
     # Only now, so the new entries are logged after every old position.
     db.executemany("DELETE FROM _changes WHERE seq = ?", [(seq,) for seq, _b in rows])
-    db.execute("UPDATE _clock SET own_seq = ?", (len(rows),))
     if later:
         db.execute("UPDATE _clock SET stamp = ?", (stamp,))
     return entries, touched
+
+
+def make_again(log: ChangeLog, signer: Signer, olds: list[dict]) -> list[Entry]:
+    """Make ``olds`` (changes this node made under an earlier origin) again
+    under its current origin, same table, record, data and stamp, so applying
+    both copies anywhere changes nothing. Inside the open transaction."""
+    origin, prev, _confirmed = log.signing_state()
+    n = log.clock()[1]
+    entries = []
+    for was in olds:
+        n += 1
+        change = {"o": origin, "n": n, **{k: was[k] for k in "htikd"}}
+        signed, value = sign_body(signer, prev, encode(change))
+        prev = b64(value)
+        entries.append(log.append_own(change, signed, prev))
+    log.db.execute("UPDATE _clock SET own_seq = ?", (n,))
+    return entries
+
+
+def made_here(db: Database, origin: str) -> int:
+    """Up to which number the changes of ``origin``, an earlier origin of this
+    node, that the log holds were made here (0: none)."""
+    return int(db.meta(f"made:{origin}") or 0)
 
 
 def _newest_stamp(db: Database, leaving: set[int]) -> str | None:

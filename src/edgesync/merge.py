@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from . import slug_settlement
 from .changelog import ChangeLog, Entry
-from .changes import CODE_COLUMN
+from .changes import CLAIM, CODE_COLUMN
 from .config import Config, TableSpec
 from .db import IN_CHUNK, Database, q
 
@@ -23,12 +23,16 @@ from .db import IN_CHUNK, Database, q
 @dataclass
 class ApplyResult:
     """What applying a batch did: new changes logged, duplicates skipped,
-    and changes that lost at least one column to a newer stamp (conflicts)."""
+    changes that lost at least one column to a newer stamp (conflicts), and
+    changes of a forked origin held back (withheld)."""
 
     applied: int = 0
     skipped: int = 0
     conflicts: int = 0
     last_stamp: str | None = None
+    withheld: int = 0  # changes of a forked origin held back (forks.py)
+    deferred: int = 0  # changes over an origin's quota, sent again later (quotas.py)
+    rule: str | None = None  # the line that names the quota, when some were deferred
 
 
 class Merger:
@@ -37,6 +41,8 @@ class Merger:
         self.config = config
         self.log = log
         self._sql = {spec.name: _statements(spec) for spec in config.tables.values()}
+        # Clashes this master settled that no claim names yet: (table, slug, record).
+        self.unclaimed: list[tuple[str, str, str]] = []
 
     def apply(
         self,
@@ -62,7 +68,7 @@ class Merger:
             ]
         else:
             held = self.log.held()
-            new, marks = self.log.unheld(batch, held)
+            new, marks = self.log.unheld(batch, held, self.config.max_early)
             result.skipped = len(batch) - len(new)
             if new:
                 where = {id(ch): pos for pos, ch in enumerate(batch)}
@@ -141,7 +147,15 @@ class Merger:
         self.db.executemany(sql["upsert"], params)
         if spec.slug:
             born = {} if local else {ch["i"]: ch["d"] for ch in chs if ch["k"] == "new"}
-            slug_settlement.settle(self.db, spec, list({ch["i"]: None for ch in chs}), born)
+            claimed = set()
+            for ch in chs:
+                if CLAIM in ch["d"]:
+                    slug_settlement.claim(self.db, spec, ch["d"][CLAIM], ch["i"], ch["h"])
+                    claimed.add(ch["d"][CLAIM])
+            master = self.config.role == "master"
+            ids = list({ch["i"]: None for ch in chs})
+            for slug, rid in slug_settlement.settle(self.db, spec, ids, born, claimed, master):
+                self.unclaimed.append((spec.name, slug, rid))
         return conflicts
 
 

@@ -15,6 +15,11 @@ while a rollout migrates under it writes nothing the new schema misreads.
     4  _slug_history: the slugs records held before (an old slug answers 301);
        _requests: the answers to writes that carried an Idempotency-Key;
        _sessions: the content editor's signed-in sessions (web/)
+    5  forks (forks.py): _forks, the proof of each origin's fork; _withheld,
+       the changes of a forked origin kept but not applied; an index of the
+       log by origin and number, which fork detection compares against;
+       _quota, what each origin used of this node's quota (quotas.py);
+       _slug_claims, the slugs masters settled (slug_settlement.py)
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dataclasses import dataclass
 
 from .errors import BadInput
 
-SCHEMA = 4
+SCHEMA = 5
 OLDEST = 2
 
 
@@ -62,6 +67,32 @@ SESSIONS = (
     " expires INTEGER NOT NULL) WITHOUT ROWID"
 )
 
+# Two signed changes of one origin that no single chain holds (forks.py): the
+# lowest number at which this node knows such a pair, the winner there by the
+# fleet's rule and another change signed at that number.
+FORKS = (
+    "CREATE TABLE _forks(origin TEXT PRIMARY KEY, n INTEGER NOT NULL,"
+    " winner TEXT NOT NULL, other TEXT NOT NULL, found INTEGER NOT NULL) WITHOUT ROWID"
+)
+# The changes of a forked origin this node holds back: the losing branch and
+# everything after the fork, kept as they arrived (value: their chain value).
+WITHHELD = (
+    "CREATE TABLE _withheld(origin TEXT NOT NULL, n INTEGER NOT NULL, value TEXT NOT NULL,"
+    " body TEXT NOT NULL, at INTEGER NOT NULL, PRIMARY KEY (origin, n, value)) WITHOUT ROWID"
+)
+LOG_BY_ORIGIN = "CREATE INDEX _changes_origin ON _changes(origin, origin_seq)"
+# Which record holds a slug many want, as a master settled it (slug_settlement.py):
+# the latest claim (by its change's stamp) of any master.
+SLUG_CLAIMS = (
+    "CREATE TABLE _slug_claims(tbl TEXT NOT NULL, slug TEXT NOT NULL, id TEXT NOT NULL,"
+    " stamp TEXT NOT NULL, PRIMARY KEY (tbl, slug)) WITHOUT ROWID"
+)
+# What each origin used of this node's quota in the current window (quotas.py).
+QUOTA = (
+    "CREATE TABLE _quota(origin TEXT PRIMARY KEY, window INTEGER NOT NULL,"
+    " changes INTEGER NOT NULL, bytes INTEGER NOT NULL, deferred INTEGER NOT NULL) WITHOUT ROWID"
+)
+
 STEPS = {
     3: Step(3, "per-link sync history (_links)", up=(LINKS,), down=("DROP TABLE _links",)),
     4: Step(
@@ -69,6 +100,19 @@ STEPS = {
         "slug history, idempotent writes and editor sessions (_slug_history, _requests, _sessions)",
         up=(SLUG_HISTORY, REQUESTS, SESSIONS),
         down=("DROP TABLE _slug_history", "DROP TABLE _requests", "DROP TABLE _sessions"),
+    ),
+    5: Step(
+        5,
+        "fork proofs, withheld changes, quotas and slug claims (_forks, _withheld, _quota, "
+        "_slug_claims, an index of the log by origin)",
+        up=(FORKS, WITHHELD, LOG_BY_ORIGIN, QUOTA, SLUG_CLAIMS),
+        down=(
+            "DROP TABLE _forks",
+            "DROP TABLE _withheld",
+            "DROP INDEX _changes_origin",
+            "DROP TABLE _quota",
+            "DROP TABLE _slug_claims",
+        ),  # fmt: skip
     ),
 }
 

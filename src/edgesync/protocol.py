@@ -23,7 +23,11 @@ the oldest of them, which is all a release before negotiation reads) and the
 callee answers in the newest both speak (the welcome's ``v``). A peer with no
 version in common is refused with a line naming both sides' versions. Version
 2 carries signed changes (signing.py); 3 adds each side's release (``release``),
-which the link history keeps (history.py).
+which the link history keeps (history.py). 4 adds fork evidence (forks.py):
+the side that receives changes states ``chains`` ({origin: [n, chain value,
+n', chain value', …]}, checkpoints back from its held marks) and ``forks`` ({origin: [F, the
+winner's chain value]}) in its hello (pull) or welcome (push), and the sending
+side opens with a batch of the changes that show it a fork it cannot see.
     push:  caller → batch {changes, last}   callee → ack {applied, conflicts, skipped}
            ... caller → done                callee → bye
     pull:  callee → batch {changes, last, at} caller → ack {applied, conflicts, skipped}
@@ -46,13 +50,14 @@ from . import __version__
 from .errors import BadInput, Refused, SyncError
 
 # The protocol versions this release speaks: OLDEST to VERSION.
-VERSION = 3
+VERSION = 4
 OLDEST = 2
 # What each protocol version brought, for the line that refuses a mismatch.
 VERSIONS = {
     1: "unsigned changes",
     2: "changes signed by their origin",
     3: "each side names its release",
+    4: "the receiving side states its chain checkpoints and the forks it knows",
 }
 # A release name as a peer may state it.
 _RELEASE = re.compile(r"[0-9A-Za-z.+-]{1,40}")
@@ -284,9 +289,15 @@ def refused(rule: str) -> dict:
     return {"t": "refused", "rule": rule}
 
 
-def ack(applied: int, conflicts: int = 0, skipped: int = 0) -> dict:
-    """A batch is committed on the receiving side."""
-    return {"t": "ack", "applied": applied, "conflicts": conflicts, "skipped": skipped}
+def ack(
+    applied: int, conflicts: int = 0, skipped: int = 0, deferred: int = 0, rule: str | None = None
+) -> dict:
+    """A batch is committed on the receiving side; ``deferred`` of its changes
+    were over the receiver's quota (quotas.py), which ``rule`` names."""
+    msg = {"t": "ack", "applied": applied, "conflicts": conflicts, "skipped": skipped}
+    if deferred:
+        msg.update(deferred=deferred, rule=rule)
+    return msg
 
 
 def batch_frame(bodies: list[str], last: int, at: list | None = None) -> bytes:

@@ -3,9 +3,21 @@
 A record wants the slug its slug columns and its code make (slugs.wanted). A
 local write picks a code whose slug is free here (``free_code``). Records from
 different nodes may still want the same slug; after every applied batch the
-touched records are settled (``settle``): the smallest ID holds the slug, the
-others fall back to ``…-<code>-<random part of their ID>``. The rule depends only
-on the records, so every node that holds them settles them alike.
+touched records are settled (``settle``): one holds the slug, the others fall
+back to ``…-<code>-<random part of their ID>``. Which one, the masters decide:
+
+- A master keeps a slug with the record that holds it there (the first it
+  saw); when several arrive together, the smallest ID. Whenever it settles a
+  clash it writes a *claim*: an edit of the winning record, signed by the
+  master, carrying ``_claim`` (changes.CLAIM), which travels like any change.
+  Only masters' changes may carry one (changes.check_claims).
+- Every host gives a slug to the record a master's claim names (the latest
+  claim by stamp, so two masters end alike); without a claim, the smallest ID
+  holds it, provisionally.
+
+So a record made later, whatever ID it carries (a made-up small one in its own
+name, by a stolen key), never takes a slug a master already holds for another:
+the master keeps it and its claim moves it back wherever it went.
 
 Whenever a record's slug moves (its slug columns were edited, or it lost a
 clash), the slug it held is kept in ``_slug_history`` so its old URL answers
@@ -54,15 +66,25 @@ def free_code(db: Database, spec: TableSpec, rid: str, merged: dict, current: di
 
 
 def settle(
-    db: Database, spec: TableSpec, ids: list[str], born: dict[str, dict] | None = None
-) -> None:
+    db: Database,
+    spec: TableSpec,
+    ids: list[str],
+    born: dict[str, dict] | None = None,
+    claimed: set[str] | frozenset = frozenset(),
+    master: bool = False,
+) -> list[tuple[str, str]]:
     """Recompute the wanted slugs of the touched records, then settle every
-    group of records wanting the same slug: the smallest ID holds it.
-    ``born``: the data of the creations among the changes applied (record ID:
-    its "new" change's data), whose first slugs are kept when they differ."""
+    group of records wanting the same slug (and the groups of the slugs in
+    ``claimed``, newly claimed): the record a master's claim names holds it;
+    without one, on a ``master`` the record holding it already, else the
+    smallest ID. ``born``: the data of the creations among the changes applied
+    (record ID: its "new" change's data), whose first slugs are kept when they
+    differ. Returns (slug, record) of the clashes a master settled that no
+    claim names yet: the claims it is to write."""
     t = q(spec.name)
     cols = ", ".join(q(c) for c in spec.slug)
-    groups: set[str] = set()
+    groups: set[str] = set(claimed)
+    unclaimed: list[tuple[str, str]] = []
     for i in range(0, len(ids), IN_CHUNK):
         part = ids[i : i + IN_CHUNK]
         marks = ",".join("?" * len(part))
@@ -99,9 +121,15 @@ def settle(
         members = db.execute(
             f"SELECT id, slug FROM {t} WHERE _want = ? AND _deleted = 0 ORDER BY id", (want,)
         ).fetchall()
-        # Every member's slug: the first in ID order holds the one wanted, the
-        # others fall back. Two IDs may share their random part (a node makes
-        # its IDs as it likes): the later one then adds a digest of its whole ID.
+        if not members:
+            continue
+        winner = _winner(db, spec, want, members, master)
+        if master and len(members) > 1 and winner != _claimed(db, spec, want):
+            unclaimed.append((want, winner))
+        members.sort(key=lambda m: m[0] != winner)  # the winner first, the rest by ID
+        # Every member's slug: the winner holds the one wanted, the others fall
+        # back. Two IDs may share their random part (a node makes its IDs as it
+        # likes): the later one then adds a digest of its whole ID.
         targets: dict[str, str] = {}
         taken: set[str] = set()
         for k, (rid, _slug) in enumerate(members):
@@ -116,6 +144,35 @@ def settle(
         db.executemany(f"UPDATE {t} SET slug = ? WHERE id = ?", moving)
         left = [(slug, rid) for rid, slug in members if slug not in (None, targets[rid])]
         remember(db, spec, left)
+    return unclaimed
+
+
+def _claimed(db: Database, spec: TableSpec, want: str) -> str | None:
+    row = db.execute(
+        "SELECT id FROM _slug_claims WHERE tbl = ? AND slug = ?", (spec.name, want)
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _winner(db: Database, spec: TableSpec, want: str, members: list, master: bool) -> str:
+    """Who of ``members`` ((id, slug) in ID order) holds ``want``."""
+    claim = _claimed(db, spec, want)
+    if any(rid == claim for rid, _slug in members):
+        return claim
+    if master:
+        holder = next((rid for rid, slug in members if slug == want), None)
+        if holder is not None:
+            return holder
+    return members[0][0]
+
+
+def claim(db: Database, spec: TableSpec, slug: str, rid: str, stamp: str) -> None:
+    """Keep a master's claim (the latest by stamp wins)."""
+    db.execute(
+        "INSERT INTO _slug_claims VALUES (?, ?, ?, ?) ON CONFLICT(tbl, slug) DO UPDATE"
+        " SET id = excluded.id, stamp = excluded.stamp WHERE excluded.stamp > stamp",
+        (spec.name, slug, rid, stamp),
+    )
 
 
 def _remember_birth(

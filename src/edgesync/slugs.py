@@ -2,9 +2,9 @@
 
 A record's *wanted* slug is made from its slug columns plus its NNLL code.
 When two visible records want the same slug (possible only when they were made
-on different nodes), the smaller ID keeps it and the other gets its fallback,
-``wanted-rrrrrrrr`` from its own ID. Both rules depend only on the records, so
-every node that holds the same records resolves them the same way.
+on different nodes), one keeps it and the others get their fallbacks,
+``wanted-rrrrrrrr`` from their own IDs; which one keeps it, the masters settle
+(slug_settlement.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from anyascii import anyascii
 
 MAX_WORDS_LEN = 60
 _NON_WORD = re.compile(r"[^a-z0-9]+")
+# A wanted slug as a master's claim names it (words, then the code).
+WANTED_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*\Z")
+MAX_WANTED_LEN = MAX_WORDS_LEN + 1 + 8
 
 
 def words(values: list[object], empty: str) -> str:

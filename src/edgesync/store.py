@@ -21,17 +21,28 @@ from contextlib import contextmanager
 
 from . import (
     __version__,
+    forks,
     history,
     hlc,
     incarnation,
     migrations,
     protocol,
+    quotas,
     reads,
     refusals,
     slug_settlement,
 )
 from .changelog import ChangeLog, Entry
-from .changes import CODE_COLUMN, check_creators, check_value, encode, validate_batch
+from .changes import (
+    CLAIM,
+    CODE_COLUMN,
+    MAX_SEQ,
+    check_claims,
+    check_creators,
+    check_value,
+    encode,
+    validate_batch,
+)
 from .config import Config, TableSpec
 from .config import load as load_config
 from .db import Database
@@ -45,6 +56,7 @@ from .signing import (
     KeyRing,
     Signer,
     b64,
+    node_of,
     read_keys_file,
     sign_body,
     verify_batch,
@@ -266,6 +278,7 @@ class Store:
         self._entries += entries
         self.log.set_clock(stamp, own_seq)
         self.bookmark = f"{origin}:{own_seq}"
+        self._claim_settled()
 
     # -- changes from elsewhere ---------------------------------------------------
 
@@ -285,6 +298,7 @@ class Store:
         """
         batch, bodies = validate_batch(changes, self.config)
         check_creators(batch)
+        check_claims(batch, self.masters)
         if self.verify:
             verify_batch(batch, bodies, self.keys, self.log.held())
         with self.transaction():
@@ -294,8 +308,20 @@ class Store:
                 # The fleet holds later changes of ours, proved by our own key:
                 # this database went back in time.
                 self._start_incarnation()
+            # The quota first: what a fork's origin sends on is withheld, kept
+            # here too, so it counts as much as what is applied.
+            batch, bodies, deferred = quotas.take(
+                self.db, self.config, batch, bodies, self.log.held()
+            )
+            batch, bodies, withheld = self._forks(batch, bodies)
             result, entries = self.merger.apply(batch, bodies)
+            result.withheld = withheld
             self._entries += entries
+            self._claim_settled()
+            if deferred:
+                result.deferred = sum(deferred.values())
+                result.rule = quotas.rule(self.config, deferred)
+                cursor = None  # a puller's cursor stays: what was deferred lies behind it
             if cursor is not None:
                 self.log.set_cursor(*cursor)
                 if cursor[1] == "pull":
@@ -306,6 +332,115 @@ class Store:
                 if newest != last:
                     self.log.set_stamp(newest)
         return result
+
+    # -- slugs a master settles (slug_settlement.py) ----------------------------------
+
+    @property
+    def masters(self) -> set[str]:
+        """The fleet's masters as this node knows them: the only nodes whose
+        changes may claim a slug."""
+        names = {p.name for p in self.config.peers.values() if p.role == "master"}
+        return names | ({self.config.name} if self.config.role == "master" else set())
+
+    def _claim_settled(self) -> None:
+        """On a master, inside the open transaction: write a claim for every
+        slug clash just settled that no claim names yet."""
+        settled, self.merger.unclaimed = self.merger.unclaimed, []
+        for table, slug, rid in dict.fromkeys(settled):
+            self._write_local(table, rid, "put", {CLAIM: slug})
+
+    # -- forks (forks.py) ---------------------------------------------------------
+
+    def _forks(self, batch: list[dict], bodies: list[str]) -> tuple[list, list, int]:
+        """Inside the open transaction: keep the proof of any fork the batch
+        shows, settle the origins whose fork moved, and hold back the batch's
+        changes the rule withholds. Returns the rest of the batch and how many
+        were held back."""
+        found = forks.clashes(self.log, self.db, batch, bodies, self.log.held(), self.keys)
+        mine = self.log.origin()
+        if mine in found:
+            # Another change in our own name and number, signed with our key
+            # (after a restore, or by a stolen key): this node goes on under a
+            # new origin, making again every change of its own from the fork
+            # on, so none of them depends on which branch the rule keeps.
+            self.db.execute("UPDATE _signing SET confirmed = min(confirmed, ?)",
+                            (found[mine][0] - 1,))  # fmt: skip
+            self._start_incarnation()
+        moved = [o for o, (n, pair) in found.items() if forks.record(self.db, o, n, pair)]
+        for origin in moved:
+            self._settle(origin)
+        rules = {o: (n, forks.value_of(w)) for o, n, w, _other in forks.known(self.db)}
+        if not rules:
+            return batch, bodies, 0
+        keep, kept_bodies, held_back = [], [], []
+        for ch, body in zip(batch, bodies, strict=True):
+            rule = rules.get(ch["o"])
+            if rule is not None and (
+                ch["n"] > rule[0] or (ch["n"] == rule[0] and forks.value_of(body) != rule[1])
+            ):
+                held_back.append((ch, body))
+            else:
+                keep.append(ch)
+                kept_bodies.append(body)
+        # A change at or below its origin's held mark was not checked against
+        # its signature (signing.verify_batch): anyone may send such junk at a
+        # fork point without end, and the fork's proof is kept already.
+        marks = self.log.held()
+        forks.withhold(self.db, [(ch, b) for ch, b in held_back if ch["n"] > marks.get(ch["o"], 0)])
+        return keep, kept_bodies, len(held_back)
+
+    def _settle(self, origin: str) -> None:
+        """Make this node's copy of ``origin`` what the rule keeps (forks.py):
+        its changes below the fork point and the winner there. Inside the open
+        transaction."""
+        n, winner, _other = next((f, w, o) for og, f, w, o in forks.known(self.db) if og == origin)
+        wins = forks.value_of(winner)
+        out = [
+            (seq, body)
+            for seq, m, body in self.log.of_origin(origin, n, MAX_SEQ)
+            if m > n or forks.value_of(body) != wins
+        ]
+        if out:
+            changes = [json.loads(body) for _seq, body in out]
+            forks.withhold(self.db, list(zip(changes, [b for _s, b in out], strict=True)))
+            self.log.drop(origin, [seq for seq, _b in out])
+            if node_of(origin) == self.config.name:
+                # Ours, made here under an earlier origin (not what this node
+                # received of it since: a thief's, maybe): made again under this
+                # one, so no write acknowledged here depends on the branch kept.
+                made = incarnation.made_here(self.db, origin)
+                again = [ch for ch in changes if ch["n"] <= made]
+                self._entries += incarnation.make_again(self.log, self.signer, again)
+            self.merger.remerge({(ch["t"], ch["i"]) for ch in changes})
+            # The stream may hold what left the log: it is built again from the log.
+            self.db.execute(
+                "INSERT INTO _meta VALUES ('stream_epoch', hex(randomblob(8)))"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value"
+            )
+            self._restarted = True
+        if self.log.held().get(origin, 0) == n - 1:
+            _result, entries = self.merger.apply([json.loads(winner)], [winner])
+            self._entries += entries
+        self.warn(
+            f"warning: {origin} signed two different changes numbered {n} (a fork: its key "
+            f"may be in other hands); its changes after {n} are held back until its key is "
+            f"revoked or replaced"
+        )
+
+    def forks_stated(self) -> dict:
+        """What this node states of forks in a session: its checkpoints (for
+        the origins it holds) and the forks it knows (forks.py)."""
+        return {"chains": forks.checkpoints(self.log, self.log.held()),
+                "forks": forks.stated(self.db)}  # fmt: skip
+
+    def evidence_for(self, stated: dict) -> Iterator[str]:
+        """The change bodies a peer that stated ``stated`` lacks to see the
+        forks this node can show it (only of origins whose keys are known),
+        read as they are sent."""
+        chains, known = forks.check_stated(stated.get("chains"), stated.get("forks"))
+        for body in forks.evidence_for(self.log, self.db, chains, known):
+            if self.keys.knows(json.loads(body)["o"]):
+                yield body
 
     # -- restore from backup (incarnation.py) ---------------------------------------
 
@@ -409,10 +544,17 @@ class Store:
             self.log.set_cursor(peer, "pull", seq)
             self.log.set_pull_at(peer, at)
 
-    def restart_push(self, peer: str) -> None:
-        """The peer holds less than it did: push it this log from the start."""
+    def restart_push(self, peer: str, lagging: dict[str, int]) -> None:
+        """The peer holds less than it did ({origin: its held mark} where it
+        lags: a restore, or changes it deferred): push it this log again from
+        the first change it lacks."""
         with self.transaction():
+            found = [self.log.first_after(origin, n) for origin, n in lagging.items()]
+            found = [seq for seq in found if seq is not None]
+            if not found:  # this log holds nothing it lacks (left the log: forks.py)
+                return
             self.db.execute("DELETE FROM _cursors WHERE peer = ? AND direction = 'push'", (peer,))
+            self.log.set_cursor(peer, "push", min(found) - 1)
 
     def set_push_held(self, peer: str, held: dict[str, int]) -> None:
         with self.transaction():
@@ -455,6 +597,8 @@ class Store:
             "origin": self.log.origin(),
             "held": self.log.held(),
             "refusals": refusals.summary(self.db),
+            "forks": forks.summary(self.db),
+            "quota": quotas.summary(self.db, self.config),
             "cursors": self.log.cursors(),
             "links": history.links(self.db),
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

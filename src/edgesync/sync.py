@@ -15,6 +15,7 @@ history (history.py) once it is over.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from . import history, hlc, policy, protocol
@@ -34,6 +35,22 @@ from .protocol import (
 )
 from .store import Store
 from .transport import Connection
+
+
+def _chunks(bodies: Iterable[str], limit: int) -> Iterator[list[str]]:
+    """``bodies`` cut into batches of at most ``limit`` changes and
+    MAX_BATCH_BYTES (at least one change each), read as they are sent."""
+    batch: list[str] = []
+    size = 0
+    for body in bodies:
+        cost = body_bytes(body)
+        if batch and (len(batch) >= limit or size + cost > MAX_BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(body)
+        size += cost
+    if batch:
+        yield batch
 
 
 def _next_batch(rows, held: dict, known=lambda origin: True) -> tuple[list[str], int]:
@@ -96,6 +113,8 @@ def _sync(store: Store, peer_name: str, action: str, dry_run: bool, link: dict) 
             cursor, log_id, at = store.log.pull_cursor(peer_name)
             pull = {"held": store.held(), "cursor": cursor, "log": log_id, "at": at,
                     "dry_run": dry_run}  # fmt: skip
+            if not dry_run:  # protocol 4: what the sender needs to show us a fork
+                pull.update(store.forks_stated())
         hello = protocol.hello(
             config.name, action, hlc.wall_ms(), store.heads_of(peer_name), **pull
         )
@@ -128,7 +147,8 @@ def _sync(store: Store, peer_name: str, action: str, dry_run: bool, link: dict) 
             write_frame(conn.writer, {"t": "done"})
             read_frame(conn.reader, ("bye",))
         elif action == "push":
-            _push(store, peer_name, conn, _held(reply.get("held") or {}), report)
+            evidence = store.evidence_for(reply) if v >= 4 else iter(())
+            _push(store, peer_name, conn, _held(reply.get("held") or {}), report, evidence)
         elif dry_run:
             done = read_frame(conn.reader, ("done",))
             report["would_receive"] = _count(done, "count", default=0)
@@ -158,17 +178,24 @@ def _sync(store: Store, peer_name: str, action: str, dry_run: bool, link: dict) 
     return report
 
 
-def _push(store: Store, peer: str, conn: Connection, held: dict, report: dict) -> None:
-    """Send from the peer's consumer group on the Redis stream while it continues
-    the log at the cursor, from the SQLite log otherwise.
+def _push(
+    store: Store, peer: str, conn: Connection, held: dict, report: dict, evidence: Iterable[str]
+) -> None:
+    """Send ``evidence`` first (forks.py), then from the peer's consumer group on
+    the Redis stream while it continues the log at the cursor, from the SQLite
+    log otherwise.
 
     A receiver that holds less of some origin than it did after the last push
     (its database was restored from a backup) is sent the log again from the
     start; its held marks keep what it still holds from being sent twice."""
     before = store.log.push_held(peer)
-    if any(held.get(origin, 0) < mark for origin, mark in before.items()):
-        store.restart_push(peer)
+    lagging = {o: held.get(o, 0) for o, mark in before.items() if held.get(o, 0) < mark}
+    if lagging:
+        store.restart_push(peer, lagging)
     cursor = store.log.cursor(peer, "push")
+    refused = None
+    for bodies in _chunks(evidence, store.config.batch_size):
+        _send_batch(conn, bodies, cursor, report)
     feed = store.relay.feed(peer) if store.relay else None
     limit = store.config.batch_size
     while True:
@@ -179,14 +206,11 @@ def _push(store: Store, peer: str, conn: Connection, held: dict, report: dict) -
             break
         bodies, last = _next_batch(rows, held, store.keys.knows)
         if bodies:
-            write_frame(conn.writer, batch_frame(bodies, last))
-            ack = read_frame(conn.reader, ("ack", "refused"))
-            if ack["t"] == "refused":
-                raise Refused(f"refused: {ack.get('rule')}")
-            report["sent"] += len(bodies)
-            report["batches"] += 1
-            for key in ("applied", "conflicts", "skipped"):
-                report[key] += _count(ack, key, default=0)
+            ack = _send_batch(conn, bodies, last, report)
+            for key in ("applied", "conflicts", "skipped", "deferred"):
+                report[key] = report.get(key, 0) + _count(ack, key, default=0)
+            if ack.get("deferred"):
+                refused = ack.get("rule")
         store.set_cursor(peer, "push", last)
         if feed:
             feed.ack_through(last)
@@ -196,6 +220,19 @@ def _push(store: Store, peer: str, conn: Connection, held: dict, report: dict) -
     store.set_push_held(peer, held)  # what the peer holds now (marks moved as sent)
     if store.relay:
         store.relay.trim()
+    if refused is not None:  # over the peer's quota: the next push goes back for them
+        raise Refused(f"refused: {refused}")
+
+
+def _send_batch(conn: Connection, bodies: list[str], last: int, report: dict) -> dict:
+    """Push one batch and read its ack (a refusal raises); returns the ack."""
+    write_frame(conn.writer, batch_frame(bodies, last))
+    ack = read_frame(conn.reader, ("ack", "refused"))
+    if ack["t"] == "refused":
+        raise Refused(f"refused: {ack.get('rule')}")
+    report["sent"] += len(bodies)
+    report["batches"] += 1
+    return ack
 
 
 def _count(msg: dict, key: str, default: int | None = None) -> int:
@@ -220,21 +257,30 @@ def _at(msg: dict) -> list | None:
 
 
 def _pull(store: Store, peer: str, conn: Connection, report: dict) -> None:
+    """Apply the peer's batches; once some of them were deferred (over this
+    node's quota, quotas.py) the cursor stays where it stood, so the next pull
+    reads them again, and the session ends refused, naming the quota."""
+    rule = None
     while True:
         msg = read_frame(conn.reader, ("batch", "done"))
         if msg["t"] == "done":
-            if msg.get("last") is not None:  # the rest of the peer's log is held here
+            if msg.get("last") is not None and rule is None:  # the rest is held here
                 store.set_pull_cursor(peer, _count(msg, "last"), _at(msg))
+            if rule is not None:
+                raise Refused(f"refused: {rule}")
             return
         changes = msg.get("changes")
         last = _count(msg, "last")
         check_stamps(changes, store.config.max_clock_skew_ms)
-        result = store.apply_changes(changes, cursor=(peer, "pull", last), at=_at(msg))
+        cursor = (peer, "pull", last) if rule is None else None
+        result = store.apply_changes(changes, cursor=cursor, at=_at(msg))
+        rule = rule or result.rule
         report["received"] += len(changes)
         report["batches"] += 1
         report["applied"] += result.applied
         report["conflicts"] += result.conflicts
         report["skipped"] += result.skipped
+        report["deferred"] = report.get("deferred", 0) + result.deferred
         write_frame(conn.writer, protocol.ack(result.applied, result.conflicts, result.skipped))
 
 
@@ -294,12 +340,15 @@ def _serve(store: Store, peer_name: str, inp: BinaryIO, out: BinaryIO, link: dic
     yours = store.heads_of(peer_name)
     if action == "push":
         welcome = protocol.welcome(config.name, hlc.wall_ms(), yours, held=store.held(), v=v)
+        if v >= 4:  # what the pusher needs to show us a fork (forks.py)
+            welcome.update(store.forks_stated())
         write_frame(out, welcome)
         _receive(store, peer_name, inp, out, link)
     else:
         log_id = store.log.log_id()
         write_frame(out, protocol.welcome(config.name, hlc.wall_ms(), yours, log=log_id, v=v))
-        _send(store, hello, log_id, inp, out, link)
+        evidence = store.evidence_for(hello) if v >= 4 and not hello.get("dry_run") else iter(())
+        _send(store, hello, log_id, inp, out, link, evidence)
     return 0
 
 
@@ -319,7 +368,10 @@ def _receive(store: Store, peer: str, inp: BinaryIO, out: BinaryIO, link: dict) 
             write_frame(out, protocol.refused(rule))
             raise
         link["received"] += len(changes)
-        write_frame(out, protocol.ack(result.applied, result.conflicts, result.skipped))
+        if result.deferred:
+            store.record_refusal(peer, "push", result.rule)
+        write_frame(out, protocol.ack(result.applied, result.conflicts, result.skipped,
+                                      result.deferred, result.rule))  # fmt: skip
 
 
 def _held(held: object) -> dict:
@@ -331,7 +383,16 @@ def _held(held: object) -> dict:
     return held
 
 
-def _send(store: Store, hello: dict, log_id: str, inp: BinaryIO, out: BinaryIO, link: dict) -> None:
+def _send(
+    store: Store,
+    hello: dict,
+    log_id: str,
+    inp: BinaryIO,
+    out: BinaryIO,
+    link: dict,
+    evidence: Iterable[str],
+) -> None:
+    """A pull's sending side: ``evidence`` first (forks.py), then the log."""
     held = _held(hello.get("held"))
     cursor = hello.get("cursor")
     if type(cursor) is not int or not 0 <= cursor <= MAX_SEQ:
@@ -341,6 +402,10 @@ def _send(store: Store, hello: dict, log_id: str, inp: BinaryIO, out: BinaryIO, 
     if hello.get("dry_run"):
         write_frame(out, {"t": "done", "count": store.log.count_unheld(cursor, held)})
         return
+    for bodies in _chunks(evidence, store.config.batch_size):
+        write_frame(out, batch_frame(bodies, cursor, store.log.at_of(cursor) if cursor else None))
+        read_frame(inp, ("ack",))
+        link["sent"] += len(bodies)
     seq = cursor
     known = store.keys.knows
     while rows := store.log.changes_after(seq, store.config.batch_size):

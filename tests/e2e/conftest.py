@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -16,14 +17,21 @@ import ansible_runner
 import pytest
 import yaml
 from runner_events import failures, host_seconds
-from update_cycle import Cycle
+from update_cycle import Cycle, FarmUsers
 
 from edgectl.run import Progress
-from edgesync import topology
+from edgectl.users import figures as http_figures
+from edgesync import farms, topology
 
 REPO = Path(__file__).resolve().parents[2]
 # The facts the roles share (agent user, config path, command), read from their one copy.
 FACTS = yaml.safe_load((REPO / "playbooks/group_vars/all/edgesync.yml").read_text())
+# The unit that runs a host's scheduled round, and its timer (the timers role's names).
+ROUND = yaml.safe_load((REPO / "roles/timers/defaults/main.yml").read_text())["timers_round"]
+TIMER = f"{ROUND}.timer"
+# The units of a round under way: the round's own and its links'.
+RUNNING = (f"{ROUND}.service", topology.unit_name("push", "*") + ".service",
+           topology.unit_name("pull", "*") + ".service")  # fmt: skip
 PROJECT = yaml.safe_load((REPO / "roles/lxd_containers/defaults/main.yml").read_text())[
     "lxd_containers_project"
 ]
@@ -106,6 +114,17 @@ class Fleet:
         port = self.hosts[host].get("api_port", FACTS["edgesync_http_port"])
         return f"http://{self.address(host)}:{port}"
 
+    def balancers(self) -> list[dict]:
+        """The farms' balancers as edgesync.farms gives them from the inventory."""
+        spec = next(iter(self.hosts.values())).get("edgesync_balancers") or {}
+        return farms.balancers(self.plan, spec)
+
+    def balancer_url(self, farm: str) -> str:
+        """Where the farm's users reach it: its balancer's host and port."""
+        b = next(b for b in self.balancers() if b["farm"] == farm)
+        port = "" if b["port"] == 80 else f":{b['port']}"  # as a browser writes it
+        return f"http://{self.address(b['host'])}{port}"
+
     def api_token(self, host: str) -> str:
         """A bearer token the host's API takes, as the inventory gives it."""
         return next(iter(self.hosts[host]["api_tokens"].values()))
@@ -163,6 +182,15 @@ class Fleet:
                 spec = members[untrust[0]]
                 spec["edgesync_trusted"] = [t for t in spec["edgesync_trusted"] if t != untrust[1]]
         (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+        # A farm fronted by the dropped host loses its balancer with it (the
+        # validation play refuses a balancer on a host the fleet lacks).
+        common = inventory / "group_vars" / "all.yml"
+        settings = yaml.safe_load(common.read_text())
+        fronted = settings.get("edgesync_balancers") or {}
+        kept = {farm: b for farm, b in fronted.items() if b.get("host") != drop}
+        if kept != fronted:
+            settings["edgesync_balancers"] = kept
+            common.write_text(yaml.safe_dump(settings))
         return inventory
 
     def agent_json(self, host: str, *args: str):
@@ -190,6 +218,29 @@ class Fleet:
             if res.returncode != 0:
                 failed.append(f"{link['label']}: exit {res.returncode}: {res.stderr.strip()}")
         return failed
+
+    @contextlib.contextmanager
+    def rounds_paused(self):
+        """No scheduled sync round runs inside the block: every host's round
+        timer is stopped and any round under way (its link units, named as
+        edgesync.topology.unit_name names them) has finished. The timers
+        start again after it (Persistent= catches up a slot missed)."""
+        timed = [h for h in self.hosts
+                 if "LoadState=loaded" in self.run(h, "systemctl", "show", TIMER,
+                                                   "-p", "LoadState").stdout]  # fmt: skip
+        for host in timed:
+            self.run(host, "systemctl", "stop", TIMER)
+        for host in timed:
+            deadline = time.monotonic() + 300
+            while self.run(host, "systemctl", "list-units", "--no-legend", "--state",
+                           "active,activating,deactivating", *RUNNING).stdout.strip():  # fmt: skip
+                assert time.monotonic() < deadline, f"{host}: a sync round still running"
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            for host in timed:
+                self.run(host, "systemctl", "start", TIMER)
 
     def ids(self, host: str) -> set[str]:
         """The IDs of the visible records of a host, read from its database."""
@@ -247,22 +298,42 @@ def previous_fleet(fleet, say):
 
 
 @pytest.fixture(scope="session")
-def cycle(previous_fleet, fleet, say):
-    """The update cycle: writers on every host and a reader per farm while
-    upgrade.yml rolls the fleet to this release; then they stop and sync rounds
-    run until everything is everywhere. Its figures are checked and printed by
-    test_update.py; every other end-to-end test runs on the updated fleet."""
+def cycle(previous_fleet, fleet, say, tmp_path_factory):
+    """The update cycle: the fleet built at the previous release gets its
+    farms' balancers (balancers.yml, as upgrade.yml would); writers on every
+    host, a reader per farm and users reading and writing through the
+    balancers over HTTP start; after a while at the previous release (the
+    latency the rollout's is compared with) upgrade.yml rolls the fleet to
+    this release; then they stop and sync rounds run until everything is
+    everywhere. Its figures are checked and printed by test_update.py; every
+    other end-to-end test runs on the updated fleet."""
+    balancers = fleet.playbook("balancers.yml")
+    report(say, f"balancers.yml on the fleet of {previous_fleet.version}", balancers)
+    assert balancers.rc == 0, failures(balancers)
     run = Cycle(fleet, say)
     run.start("rollout")
+    users = FarmUsers(fleet, tmp_path_factory.mktemp("users"))
+    users.start()
+    time.sleep(BEFORE_ROLLOUT_S)
+    began = time.time()
     upgrade = fleet.playbook("upgrade.yml")
+    ended = time.time()
     logs = run.stop()
+    requests = users.stop()
     report(say, f"upgrade.yml from {previous_fleet.version}", upgrade)
     assert upgrade.rc == 0, failures(upgrade)
     figures = run.figures(logs)
-    figures["converged"] = fleet.converge(figures["acked"])[:3]
+    figures["http"] = http_figures(requests, (began, ended))
+    figures["http_acked"] = {rid for farm in figures["http"].values() for rid in farm["acked"]}
+    figures["converged"] = fleet.converge(figures["acked"] | figures["http_acked"])[:3]
     figures["runner"] = upgrade
     figures["cycle"] = run
     return figures
+
+
+# Seconds of HTTP load through the balancers before the rollout starts: the
+# p99 the rollout's is compared with.
+BEFORE_ROLLOUT_S = 20
 
 
 @pytest.fixture(scope="session")

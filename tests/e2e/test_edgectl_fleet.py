@@ -51,8 +51,14 @@ def test_status_is_one_table_with_every_host(built, fleet, say):
     assert res.returncode == (1 if report["attention"] else 0), res.stderr
     assert report["attention"] == [f"{r['host']}: {w}" for r in report["hosts"]
                                    for w in r["attention"]]  # fmt: skip
+    # each farm's balancer, as its HAProxy sees the farm's edges: all UP
+    balancers = {b["farm"]: b for b in report["balancers"]}
+    assert set(balancers) == {b["farm"] for b in fleet.balancers()}
+    for farm in fleet.balancers():
+        assert balancers[farm["farm"]]["backends"] == dict.fromkeys(farm["edges"], "UP"), farm
     table = edgectl("status")
     assert "edgesync fleet:" in table.stdout and "last sync" in table.stdout
+    assert f"balancers: {len(balancers)} of {len(balancers)} farms fine" in table.stdout
     say(f"edgectl status ({report['seconds']} s):\n{table.stdout}")
 
 

@@ -98,22 +98,28 @@ def test_writes_on_every_edge_reach_the_master_and_all_agree(built, fleet):
 
 
 def test_an_edge_pushing_to_the_master_is_refused(built, fleet):
-    before = fleet.agent_json("master01", "status", "--json")["rows"]
-    fleet.agent("edge01", "put", "pages", "--data", '{"title": "not for the master directly"}')
-    run = fleet.module("edge01", "edgesync_push", "peer=MASTER01")
-    msgs = failures(run)
-    assert run.rc != 0
-    assert len(msgs) == 1 and "edge01" in msgs[0] and "refused:" in msgs[0], msgs
-    assert fleet.agent_json("master01", "status", "--json")["rows"] == before
+    # The master's rows are compared: no scheduled round may bring it any.
+    with fleet.rounds_paused():
+        before = fleet.agent_json("master01", "status", "--json")["rows"]
+        fleet.agent("edge01", "put", "pages", "--data", '{"title": "not for the master directly"}')
+        run = fleet.module("edge01", "edgesync_push", "peer=MASTER01")
+        msgs = failures(run)
+        assert run.rc != 0
+        assert len(msgs) == 1 and "edge01" in msgs[0] and "refused:" in msgs[0], msgs
+        assert fleet.agent_json("master01", "status", "--json")["rows"] == before
 
 
 def test_check_mode_reports_and_sends_nothing(built, fleet):
-    fleet.agent("edge03", "put", "pages", "--data", '{"title": "dry"}')
-    run = fleet.module("node02", "edgesync_pull", "peer=EDGE03", cmdline="--check")
-    assert run.rc == 0, failures(run)
-    res = next(e["event_data"]["res"] for e in run.events if e.get("event") == "runner_on_ok")
-    assert res["would_receive"] >= 1 and res["changed"]
-    assert fleet.agent_json("node02", "pull", "EDGE03", "--json")["applied"] >= 1
+    # No scheduled round may carry the write to node02 between the two pulls.
+    with fleet.rounds_paused():
+        made = fleet.agent_json("edge03", "put", "pages", "--data", '{"title": "dry"}')["id"]
+        run = fleet.module("node02", "edgesync_pull", "peer=EDGE03", cmdline="--check")
+        assert run.rc == 0, failures(run)
+        res = next(e["event_data"]["res"] for e in run.events if e.get("event") == "runner_on_ok")
+        assert res["would_receive"] >= 1 and res["changed"]
+        assert made not in fleet.ids("node02")
+        assert fleet.agent_json("node02", "pull", "EDGE03", "--json")["applied"] >= 1
+        assert made in fleet.ids("node02")
 
 
 # A short schedule for the freshness test: a round every INTERVAL s, each host

@@ -9,14 +9,19 @@ Runs after test_fleet.py, on the same fleet.
 
 from __future__ import annotations
 
+import json
 import random
 import subprocess
 import textwrap
 import time
 
+import httpx
 import pytest
 from conftest import PROJECT
 from runner_events import failures
+from update_cycle import FarmUsers
+
+from edgectl import users
 
 EDGES = ["edge01", "edge02", "edge03", "edge04"]
 RATE = 10  # writes per second on every edge
@@ -52,14 +57,16 @@ class Chaos:
         self.fleet = fleet
         self.say = say
         self.rows: list[str] = []
-        for edge in EDGES:
-            fleet.run(edge, "sh", "-c", "cat > /tmp/chaos_writer.py", input=WRITER)
+        self.running: set[str] = set()  # phases whose writers run
 
     # -- writers ---------------------------------------------------------------
 
     def start_writers(self, phase: str, edges=EDGES, env: str = "") -> None:
         f = self.fleet
+        self.running.add(phase)
         for edge in edges:
+            # Each time: a container started again (a fault) begins with an empty /tmp.
+            f.run(edge, "sh", "-c", "cat > /tmp/chaos_writer.py", input=WRITER)
             base = f"/tmp/chaos-{phase}"
             user, config = f.facts["edgesync_user"], f.facts["edgesync_config_path"]
             writer = f"{f.python} /tmp/chaos_writer.py {base} {RATE} {config}"
@@ -69,6 +76,7 @@ class Chaos:
     def stop_writers(self, phase: str, edges=EDGES) -> dict[str, list[str]]:
         """Stop the writers; each edge's acknowledged IDs."""
         base = f"/tmp/chaos-{phase}"
+        self.running.discard(phase)
         for edge in edges:
             self.fleet.run(edge, "touch", f"{base}.stop")
         acked = {}
@@ -141,6 +149,15 @@ def chaos(built, fleet, say):
     say("chaos table\n" + "\n".join(c.rows))
 
 
+@pytest.fixture(autouse=True)
+def _writers_stopped(chaos):
+    """A fault test that fails half-way stops its writers here: writes that go
+    on into the next tests would fail those too (their digests never agree)."""
+    yield
+    for phase in sorted(chaos.running):
+        chaos.stop_writers(phase)
+
+
 def test_an_edge_cut_off_mid_sync(chaos):
     chaos.start_writers("cut")
     time.sleep(5)
@@ -204,21 +221,41 @@ def test_an_edges_data_disk_full_then_freed(chaos, fleet):
          f"mount -t tmpfs -o size=16m,mode=0750 tmpfs {data} && "
          f"cp -a /tmp/data-disk/. {data}/ && chown {user}:{user} {data} && "
          f"systemctl start {api}")  # fmt: skip
+    refused, took = None, []  # puts taken before the disk refused one
     try:
         chaos.start_writers("disk")
         time.sleep(5)
         root(f"dd if=/dev/zero of={data}/filler bs=64k 2>/dev/null || true")  # full
-        time.sleep(8)
-        errors = fleet.agent("edge02", "put", "pages", "--data", '{"title": "x"}', check=False)
-        assert errors.returncode == 5 and "local storage" in errors.stderr, errors.stderr
+        time.sleep(3)
+        # A write may still fit where SQLite reuses space it already holds (the
+        # WAL after a checkpoint, free pages): write pages of 64 KiB until the
+        # disk refuses one, as it must within the 16 MiB.
+        body = json.dumps({"title": "full", "body": "x" * 65536})
+        for _ in range(300):
+            res = fleet.agent("edge02", "put", "pages", "--data", body, check=False)
+            if res.returncode != 0:
+                refused = res
+                break
+            took.append(json.loads(res.stdout)["id"])
+        assert refused is not None, "300 writes of 64 KiB each fitted on a full 16 MiB disk"
+        assert refused.returncode == 5, refused.stderr
+        assert "local storage" in refused.stderr, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
         root(f"rm -f {data}/filler")  # freed
         recovered = time.monotonic()
         time.sleep(5)
         acked = chaos.stop_writers("disk")
+        acked["edge02"] += took
     finally:  # back onto the container's own disk, with everything written meanwhile
+        if "disk" in chaos.running:  # a writer holds the database open
+            chaos.stop_writers("disk")
         root(f"systemctl stop {api}; rm -f {data}/filler; rm -rf /tmp/data-disk && "
-             f"cp -a {data} /tmp/data-disk && umount {data} && cp -a /tmp/data-disk/. {data}/ "
-             f"&& systemctl start {api}")  # fmt: skip
+             f"cp -a {data} /tmp/data-disk")  # fmt: skip
+        # A sync session a peer's round started may still hold the database
+        # for a moment: umount when it has let go.
+        root(f"for i in $(seq 60); do umount {data} 2>/dev/null && break; sleep 1; done; "
+             f"! mountpoint -q {data} && cp -a /tmp/data-disk/. {data}/ && "
+             f"systemctl start {api}")  # fmt: skip
     chaos.converge("edge02's data disk full, then freed", acked, recovered)
 
 
@@ -271,6 +308,75 @@ def test_the_master_restarted_mid_push(chaos, fleet):
         assert time.monotonic() < deadline, "the master's sshd did not come back"
         time.sleep(1)
     chaos.converge("master01 restarted mid-push", chaos.stop_writers("master"), recovered)
+
+
+def test_a_farms_balancer_while_its_edges_fail(chaos, fleet, tmp_path):
+    """Users of farm lon-a (edge01 on LXD, edge02 on Docker) through its
+    balancer while its edges fail: edge01's API killed (systemd brings it
+    back), edge01's container stopped (the farm down to one edge), then no
+    edge of the farm serving. Reads and writes keep succeeding while one edge
+    serves; with none, the answer is a 503 with Retry-After, never a wait past
+    the client's timeout; no write the balancer acknowledged is lost."""
+    people = FarmUsers(fleet, tmp_path, farms=["lon-a"])
+    people.start()
+    api, name = fleet.facts["edgesync_http_service"], "edgesync-edge01"
+    lxc = ["lxc", "--project", PROJECT]
+    phases = []
+
+    def phase(label, seconds, *, serving: bool):
+        began = time.time()
+        time.sleep(seconds)
+        phases.append((label, began, time.time(), serving))
+
+    try:
+        phase("farm lon-a, both edges serving", 4, serving=True)
+        pid = fleet.run("edge01", "systemctl", "show", api, "-p", "MainPID", "--value").stdout
+        fleet.run("edge01", "kill", "-9", pid.strip())
+        phase("edge01's API killed (-9)", 8, serving=True)
+        subprocess.run([*lxc, "stop", name, "--force"], check=True)
+        phase("edge01's container stopped (one edge left)", 8, serving=True)
+        fleet.run("edge02", "systemctl", "stop", api)
+        phase("and edge02's API stopped (no edge left)", 6, serving=False)
+        fleet.run("edge02", "systemctl", "start", api)
+        subprocess.run([*lxc, "start", name], check=True)
+        deadline = time.monotonic() + 60
+        while not ready(fleet.api_url("edge02")):
+            assert time.monotonic() < deadline, "edge02's API did not come back"
+            time.sleep(0.2)
+        time.sleep(3)  # the balancer's checks see it UP (rise 2, every second)
+        phase("edge02 back, edge01 starting", 4, serving=True)
+    finally:
+        requests = people.stop()
+        fleet.run("edge02", "systemctl", "start", api, check=False)
+        subprocess.run([*lxc, "start", name], capture_output=True)
+    deadline = time.monotonic() + 120
+    while fleet.run("edge01", "systemctl", "is-active", api, check=False).returncode != 0:
+        assert time.monotonic() < deadline, "edge01's API did not come back"
+        time.sleep(1)
+    timeout_ms = users.TIMEOUT_S * 1000
+    bad = []
+    for label, began, ended, serving in phases:
+        during = [r for r in requests if began <= r["t"] < ended]
+        ok = [r for r in during if r["status"] == (201 if r["kind"] == "write" else 200)]
+        clean = [r for r in during if r["status"] == 503 and r["retry_after"]]
+        slowest = max((r["ms"] for r in during), default=0)
+        chaos.rows.append(f"{'balancer: ' + label:44s} {len(during):7d} requests, {len(ok)} ok, "
+                          f"{len(clean)} 503+Retry-After, slowest {slowest:.0f} ms")  # fmt: skip
+        chaos.say(chaos.rows[-1])
+        allowed = ok if serving else ok + clean
+        bad += [(label, r) for r in during if r not in allowed or r["ms"] >= timeout_ms]
+    assert bad == [], bad[:5]
+    acked = {r["x"] for r in requests if r["kind"] == "write" and r["status"] == 201}
+    failed, present, digests, _rounds = fleet.converge(acked)
+    assert failed == [] and present == acked, f"{len(acked - present)} acknowledged writes lost"
+    assert len(set(digests.values())) == 1, digests
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2, trust_env=False).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def test_a_nodes_key_removed_from_the_inventory_then_site_yml(chaos, fleet, tmp_path):

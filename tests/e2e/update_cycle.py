@@ -11,9 +11,12 @@ farm's serving edges at any moment are those not inside such a span.
 
 from __future__ import annotations
 
+import json
 import textwrap
 import time
 from typing import ClassVar
+
+from edgectl import users
 
 # Runs on a host: `write` a record, or `read` one back, RATE times a second
 # until told to stop; each attempt is logged `TIME ok ID` or `TIME err WHY`.
@@ -162,3 +165,45 @@ class Cycle:
                    for h, ev in writes.items()}  # fmt: skip
         return {"downtime": downtime, "serving": serving, "acked": acked, "made": made,
                 "reads": reads, "refused": refused}  # fmt: skip
+
+
+class FarmUsers:
+    """The farms' users during the update cycle (edgectl.users' clients, as
+    ``edgectl users`` runs them): several clients per farm through the farm's
+    balancer, reading pages by slug (pages every edge holds before they start)
+    and creating pages with an Idempotency-Key, at a fixed rate."""
+
+    PAGES = 8  # read by slug
+
+    def __init__(self, fleet, workdir, farms: list[str] | None = None):
+        self.fleet = fleet
+        self.workdir = workdir
+        self.urls = {b["farm"]: fleet.balancer_url(b["farm"]) for b in fleet.balancers()
+                     if farms is None or b["farm"] in farms}  # fmt: skip
+        self.users: users.Users | None = None
+
+    def seed(self) -> list[str]:
+        """Pages made on the master and synced until every edge holds them: their slugs."""
+        f = self.fleet
+        master = next(p["host"] for p in f.plan if p["role"] == "master")
+        made = [f.agent_json(master, "put", "pages", "--data",
+                             json.dumps({"section": "read", "title": f"page {i} for the farms"}))
+                for i in range(self.PAGES)]  # fmt: skip
+        wanted = {r["id"] for r in made}
+        edges = [p["host"] for p in f.plan if p["role"] == "edge"]
+        for _ in range(4):
+            f.sync_round()
+            if all(wanted <= f.ids(e) for e in edges):
+                return [r["slug"] for r in made]
+        missing = {e: len(wanted - f.ids(e)) for e in edges}
+        raise AssertionError(f"the pages to read did not reach every edge: {missing}")
+
+    def start(self) -> None:
+        slugs = self.seed()
+        token = self.fleet.api_token(next(iter(self.fleet.hosts)))
+        self.users = users.Users(self.workdir, self.urls, dict.fromkeys(self.urls, slugs), token)
+        self.users.start()
+
+    def stop(self) -> list[dict]:
+        """Stop the clients (each finishes the request it is in); every request's entry."""
+        return self.users.stop()

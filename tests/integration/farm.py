@@ -69,7 +69,11 @@ class Farm:
         key = keygen(home / "id_ed25519")
         (home / "known_hosts").write_text(sshd.known_hosts_line())
         serve = f"--config {self.config_path(callee)} serve --stdio --peer {caller}"
-        sshd.authorize(key, command or f"{sys.executable} -m edgesync {serve}")
+        # sshd clears the environment: name the tree under test, or the forced
+        # command imports whichever edgesync the interpreter has installed.
+        src = Path(localfleet.__file__).resolve().parents[1]
+        python = f"env PYTHONPATH={src} {sys.executable}"
+        sshd.authorize(key, command or f"{python} -m edgesync {serve}")
         cfg = self.config_path(caller)
         local = f'url = "local:{self.config_path(callee).name}"'
         cfg.write_text(cfg.read_text().replace(local, f'url = "ssh://root@127.0.0.1:{sshd.port}"'))

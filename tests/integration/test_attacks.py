@@ -8,17 +8,22 @@ counted in the receiver's status.
 
 from __future__ import annotations
 
+import inspect
 import json
 import shutil
 import sqlite3
 import subprocess
+import time
+from unittest.mock import patch
 
 import pytest
 from farm import Farm, resign
 
-from edgesync import hlc
+from edgesync import forks, hlc
 from edgesync.changes import encode
-from edgesync.signing import GENESIS, Signer, b64, sign_body
+from edgesync.errors import NotFound
+from edgesync.ids import new_id
+from edgesync.signing import GENESIS, KeyRing, Signer, b64, sign_body
 
 FLEET = {
     "MASTER01": ("master", None, ()),
@@ -267,13 +272,13 @@ def test_a_replayed_head_with_a_made_up_number_does_not_make_a_node_start_again(
 
 def test_an_agent_before_signing_is_refused_naming_the_version_gap(fleet):
     res = attack(fleet, [], version=1)
-    refused(res, "EDGE01 speaks sync protocol 1 (unsigned changes)", "this agent speaks 2-3")
+    refused(res, "EDGE01 speaks sync protocol 1 (unsigned changes)", "this agent speaks 2-4")
 
 
 def test_an_agent_too_new_is_refused_naming_both_versions(fleet):
     hello = {"t": "hello", "v": 5, "speaks": [5, 6], "node": "EDGE01", "action": "push",
              "clock": hlc.wall_ms(), "yours": {}}  # fmt: skip
-    refused(raw(fleet, frame(hello)), "EDGE01 speaks sync protocol 5-6", "this agent speaks 2-3")
+    refused(raw(fleet, frame(hello)), "EDGE01 speaks sync protocol 5-6", "this agent speaks 2-4")
     assert fleet.store("EDGE02").rows("pages") == 0
 
 
@@ -312,6 +317,9 @@ def test_an_edge_restored_from_an_old_backup_delivers_its_new_writes(fleet, tmp_
     assert len(set(fleet.digests().values())) == 1
     status = fleet.store("EDGE01").status()
     assert status["origin"].startswith("EDGE01.")
+    # A restore is an incarnation, not a fork: nobody holds anything back.
+    for name in FLEET:
+        assert fleet.store(name).status()["forks"] == [], name
     # It keeps writing and delivering under its new incarnation.
     more = fleet.put("EDGE01", title="and on")
     full_round(fleet)
@@ -420,3 +428,315 @@ def test_a_restore_with_no_own_writes_since_the_backup_still_delivers(fleet, tmp
     for name in FLEET:
         assert fleet.store(name).get("pages", new["id"]), name
     assert len(set(fleet.digests().values())) == 1
+
+
+# -- a stolen key signing two histories (forks.py) --------------------------------------
+
+
+def theirs(store, n: int, prev: str, title: str) -> dict:
+    """Change ``n`` of EDGE01's origin made by whoever holds its key, chained on ``prev``."""
+    change = {"o": "EDGE01", "n": n, "h": hlc.tick(None, "EDGE01"), "t": "pages",
+              "i": new_id("EDGE01", store.config.location), "k": "new",
+              "d": {"title": title}}  # fmt: skip
+    return signed(store, change, prev)
+
+
+def value_after(change: dict) -> str:
+    return forks.value_of(encode(change))
+
+
+def round_with_edges_pulling(fleet) -> None:
+    full_round(fleet)
+    fleet.sync("EDGE01", "pull", "NODE01")
+    fleet.sync("EDGE02", "pull", "NODE01")
+
+
+def test_two_histories_signed_with_a_stolen_key_are_proved_held_back_and_settled_alike(fleet):
+    edge01 = fleet.store("EDGE01")
+    early = [fleet.put("EDGE01", title=f"genuine {i}")["id"] for i in range(2)]
+    full_round(fleet)
+    # The thief signs a change 3 of its own for EDGE02 while EDGE01 writes its
+    # own 3, which NODE01 pulls: each would keep its 3 as the only one.
+    forged = theirs(edge01, 3, edge01.log.own_chain(2), "for edge02's eyes only")
+    assert attack(fleet, [forged]).returncode == 0
+    genuine = fleet.put("EDGE01", title="genuine 3")
+    assert log_of(edge01)[-1]["n"] == 3
+    fleet.sync("NODE01", "pull", "EDGE01")
+    # And goes on from its branch: a 4 that may only ever be held back.
+    after = theirs(edge01, 4, value_after(forged), "after the fork")
+    assert attack(fleet, [after]).returncode == 0
+    others = [fleet.put(name, title=f"{name} writes on")["id"] for name in ("EDGE02", "MASTER01")]
+    for _ in range(3):
+        round_with_edges_pulling(fleet)
+    statuses = {name: fleet.store(name).status() for name in FLEET}
+    for name, status in statuses.items():
+        assert [(f["origin"], f["n"]) for f in status["forks"]] == [("EDGE01", 3)], name
+    # EDGE02 held the thief's 4 back (it is nowhere); EDGE01 went on under a new origin.
+    assert statuses["EDGE02"]["forks"][0]["withheld"] >= 1
+    assert statuses["EDGE01"]["origin"].startswith("EDGE01.")
+    # One rule everywhere: the same content, the thief's 4 nowhere, and every
+    # write acknowledged to a user (EDGE01's own 3 among them) everywhere.
+    assert len(set(fleet.digests().values())) == 1, fleet.digests()
+    for name in FLEET:
+        store = fleet.store(name)
+        for rid in [*early, genuine["id"], *others]:
+            assert store.get("pages", rid), (name, rid)
+        with pytest.raises(NotFound):
+            store.get("pages", after["i"])
+    # EDGE01's status names where it went on; the fork names it too.
+    assert statuses["EDGE01"]["forks"][0]["went_on_as"] == statuses["EDGE01"]["origin"]
+    # The proof is two changes any host can check with EDGE01's public key alone.
+    _o, _n, winner, other = forks.known(fleet.store("MASTER01").db)[0]
+    ring = KeyRing(("EDGE01", edge01.signer.public), dict)
+    assert forks.proves_fork(winner, other, ring) == ("EDGE01", 3)
+    assert {json.loads(winner)["i"], json.loads(other)["i"]} == {forged["i"], genuine["id"]}
+    # And the fleet keeps going: EDGE01's writes under its new origin arrive.
+    more = fleet.put("EDGE01", title="and on")
+    round_with_edges_pulling(fleet)
+    assert fleet.store("MASTER01").get("pages", more["id"])
+    assert len(set(fleet.digests().values())) == 1
+
+
+def test_a_fork_relayed_through_a_node_reaches_hosts_that_never_met_the_thief(fleet):
+    edge01 = fleet.store("EDGE01")
+    fleet.put("EDGE01", title="genuine 1")
+    full_round(fleet)
+    # Only EDGE02 sees the thief's 2; only NODE01 and the master EDGE01's own.
+    forged = theirs(edge01, 2, edge01.log.own_chain(1), "forged 2")
+    assert attack(fleet, [forged]).returncode == 0
+    fleet.put("EDGE01", title="genuine 2")
+    fleet.sync("NODE01", "pull", "EDGE01")
+    fleet.sync("NODE01", "push", "MASTER01")
+    assert fleet.store("MASTER01").status()["forks"] == []
+    fleet.sync("NODE01", "pull", "EDGE02")  # NODE01 sees both: the proof
+    assert [f["n"] for f in fleet.store("NODE01").status()["forks"]] == [2]
+    fleet.sync("NODE01", "push", "MASTER01")  # and passes it on, like data
+    fork = fleet.store("MASTER01").status()["forks"]
+    assert [(f["origin"], f["n"], f.get("went_on_as")) for f in fork] == [("EDGE01", 2, None)]
+
+
+def test_fork_statements_that_are_not_what_the_protocol_says_get_one_line(fleet):
+    hello = {"t": "hello", "v": 4, "speaks": [4], "node": "EDGE01", "action": "pull",
+             "clock": hlc.wall_ms(), "yours": {}, "held": {}, "cursor": 0, "log": None}  # fmt: skip
+    for bad in (
+        {"chains": {"EDGE02": [[1, GENESIS]]}},  # not flat
+        {"chains": {"EDGE02": [1]}},
+        {"chains": {"EDGE02": [0, GENESIS]}},
+        {"chains": {"EDGE02": [1, "x"]}},
+        {"chains": []},
+        {"forks": {"EDGE02": [1, GENESIS, 3]}},
+        {"forks": {"EDGE02": [2**64, GENESIS]}},
+    ):
+        err = one_line(raw(fleet, frame({**hello, **bad})), codes=(2,))
+        assert "malformed frame" in err and ("chains" in err or "forks" in err), err
+
+
+def test_a_fork_is_found_by_a_push_too(fleet):
+    edge01 = fleet.store("EDGE01")
+    fleet.put("EDGE01", title="genuine 1")
+    full_round(fleet)
+    forged = theirs(edge01, 2, edge01.log.own_chain(1), "forged 2")
+    assert attack(fleet, [forged]).returncode == 0  # EDGE02 holds the thief's 2
+    fleet.put("EDGE01", title="genuine 2")
+    fleet.sync("NODE01", "pull", "EDGE01")  # NODE01 holds EDGE01's own 2
+    # EDGE02 states its chain in the welcome; NODE01 shows it its 2.
+    fleet.sync("NODE01", "push", "EDGE02")
+    assert [(f["origin"], f["n"]) for f in fleet.store("EDGE02").status()["forks"]] == [
+        ("EDGE01", 2)
+    ]
+
+
+def test_changes_kept_ahead_of_a_gap_are_bounded(fleet):
+    cfg = fleet.config_path("EDGE02")
+    cfg.write_text(cfg.read_text().replace("[node]\n", "[node]\nmax_early = 3\n", 1))
+    fleet.close()
+    edge01 = fleet.store("EDGE01")
+
+    def c(n):
+        return {"o": "EDGE01", "n": n, "h": hlc.tick(None, "EDGE01"), "t": "pages",
+                "i": new_id("EDGE01", "LON"), "k": "new", "d": {"title": f"x{n}"}}  # fmt: skip
+
+    run = chain_of(edge01, [c(n) for n in range(1, 6)])
+    # Numbers 2 to 5 without 1: four to keep ahead of the gap, one too many.
+    res = attack(fleet, run[1:])
+    refused(res, "4 changes of EDGE01", "max_early is 3")
+    edge02 = fleet.store("EDGE02")
+    assert edge02.rows("pages") == 0 and edge02.db.execute(
+        "SELECT count(*) FROM _early"
+    ).fetchone() == (0,)
+    assert edge02.status()["refusals"]["count"] == 1
+    # Three are kept; once the gap fills, all five are applied.
+    assert attack(fleet, run[1:4]).returncode == 0
+    assert attack(fleet, run[:1] + run[4:]).returncode == 0
+    assert edge02.rows("pages") == 5 and edge02.held()["EDGE01"] == 5
+
+
+# -- quotas (quotas.py) ---------------------------------------------------------------------
+
+
+def with_quota(fleet, name: str, changes: int, interval_s: int) -> None:
+    cfg = fleet.config_path(name)
+    quota = f"[node]\nquota_changes = {changes}\nquota_interval_s = {interval_s}\n"
+    cfg.write_text(cfg.read_text().replace("[node]\n", quota, 1))
+    fleet.close()
+
+
+def refused_line(res) -> str:
+    """The one line a CLI session refused with (exit 3)."""
+    assert res.returncode == 3, res.stderr
+    assert res.stderr.startswith("refused:") and res.stderr.count("\n") == 1, res.stderr
+    return res.stderr
+
+
+def next_window(every: int) -> None:
+    time.sleep(every - time.time() % every + 0.05)
+
+
+def test_an_origin_over_a_quota_is_deferred_in_one_line_and_delivered_later(fleet):
+    every = 3
+    with_quota(fleet, "NODE01", 5, every)
+    with_quota(fleet, "MASTER01", 3, every)
+    burst = [fleet.put("EDGE01", title=f"burst {i}")["id"] for i in range(12)]
+    other = [fleet.put("EDGE02", title=f"edge02 {i}")["id"] for i in range(3)]
+    next_window(every)
+    res = fleet.cli("NODE01", "pull", "EDGE01")
+    err = refused_line(res)
+    assert "NODE01's quota per node (5 changes per 3 s): 7 of EDGE01 deferred" in err, err
+    node = fleet.store("NODE01")
+    assert node.held()["EDGE01"] == 5
+    used = node.status()["quota"]["origins"]["EDGE01"]
+    assert (used["changes"], used["deferred"]) == (5, 7) and used["bytes"] > 0
+    # Another origin is not held up by it.
+    assert fleet.sync("NODE01", "pull", "EDGE02")["applied"] == 3
+    # The master defers what is over its own quota from NODE01's push the same way.
+    res = fleet.cli("NODE01", "push", "MASTER01")
+    assert "MASTER01's quota" in refused_line(res)
+    # Window by window the rest arrives; nothing is lost.
+    for _ in range(5):
+        next_window(every)
+        fleet.cli("NODE01", "pull", "EDGE01")
+        fleet.cli("NODE01", "push", "MASTER01")
+    master = fleet.store("MASTER01")
+    assert node.held()["EDGE01"] == 12 and master.held()["EDGE01"] == 12
+    for rid in burst + other:
+        assert master.get("pages", rid)
+    assert fleet.store("MASTER01").status()["refusals"]["count"] >= 1
+
+
+def test_a_record_made_later_with_a_smaller_id_in_its_own_name_never_takes_a_masters_slug(fleet):
+    edge01 = fleet.store("EDGE01")
+    real = fleet.put("MASTER01", section="news", title="Launch")
+    full_round(fleet)
+    code = real["id"].split("-")[2]
+    slug = real["slug"]
+    # The thief creates, in EDGE01's own name (allowed), a record whose ID sorts
+    # before the master's and which wants the same slug.
+    fake = f"EDGE01-LON-{code}-00000000-01011970000000"
+    assert fake < real["id"]
+    change = {"o": "EDGE01", "n": 1, "h": hlc.tick(None, "EDGE01"), "t": "pages", "i": fake,
+              "k": "new", "d": {"section": "news", "title": "Launch", "body": "pwned",
+                                "_code": code}}  # fmt: skip
+    assert attack(fleet, [signed(edge01, change)]).returncode == 0
+    # Before the master has seen it, EDGE02 holds the smaller ID's claim: provisional.
+    edge02 = fleet.store("EDGE02")
+    assert edge02.get_by_slug("pages", slug)["id"] == fake
+    for _ in range(2):
+        full_round(fleet)
+    for name in FLEET:
+        store = fleet.store(name)
+        assert store.get_by_slug("pages", slug)["id"] == real["id"], name
+        assert store.get("pages", fake)["slug"] != slug, name
+    # The slug EDGE02 showed for the fake answers with the record that holds it.
+    assert len(set(fleet.digests().values())) == 1
+    # Only a master's change may claim a slug: the thief's claim is refused.
+    claim = {"o": "EDGE01", "n": 2, "h": hlc.tick(None, "EDGE01"), "t": "pages", "i": fake,
+             "k": "put", "d": {"_claim": slug}}  # fmt: skip
+    prev = value_after(signed(edge01, change))
+    refused(attack(fleet, [signed(edge01, claim, prev)]), "EDGE01:2", "only masters settle slugs")
+
+
+# -- found by an attack review --------------------------------------------------------
+
+
+def incarnations(store, count: int, title: str) -> list[dict]:
+    """Change 1 of ``count`` made-up incarnations of EDGE01, signed with its key."""
+    out = []
+    for k in range(count):
+        origin = f"EDGE01.{k:08d}"
+        change = {"o": origin, "n": 1, "h": hlc.tick(None, "EDGE01"), "t": "pages",
+                  "i": new_id("EDGE01", store.config.location), "k": "new",
+                  "d": {"title": f"{title} {k}"}}  # fmt: skip
+        out.append(signed(store, change))
+    return out
+
+
+def test_a_quota_per_origin_is_not_bypassed_by_made_up_incarnations(fleet):
+    with_quota(fleet, "EDGE02", 3, 3600)
+    edge01 = fleet.store("EDGE01")
+    res = attack(fleet, incarnations(edge01, 20, "flood"))
+    assert res.returncode == 0, res.stderr
+    assert b'"deferred": 17' in res.stdout, res.stdout[-200:]
+    assert fleet.store("EDGE02").rows("pages") == 3
+
+
+def test_changes_withheld_after_a_fork_count_against_the_quota(fleet):
+    with_quota(fleet, "EDGE02", 3, 3600)
+    edge01 = fleet.store("EDGE01")
+
+    def c(n, title):
+        return {"o": "EDGE01.WWWWWWWW", "n": n, "h": hlc.tick(None, "EDGE01"), "t": "pages",
+                "i": new_id("EDGE01", "LON"), "k": "new", "d": {"title": title}}  # fmt: skip
+
+    a = chain_of(edge01, [c(1, "a")])
+    b = chain_of(edge01, [c(1, "b"), *[c(n, "x" * 1000) for n in range(2, 40)]])
+    assert attack(fleet, a).returncode == 0
+    attack(fleet, b[:1])  # the fork, proved at 1
+    assert [f["n"] for f in fleet.store("EDGE02").status()["forks"]] == [1]
+    attack(fleet, b[1:])  # then as many as it likes, each kept for ever
+    kept = fleet.store("EDGE02").db.execute("SELECT count(*) FROM _withheld").fetchone()[0]
+    assert kept <= 4, kept
+
+
+def test_more_origins_than_a_statement_may_name_do_not_halt_the_fleet(fleet):
+    edge01 = fleet.store("EDGE01")
+    flood = incarnations(edge01, forks.MAX_ORIGINS + 1, "flood")
+    for part in (flood[:5000], flood[5000:]):
+        assert attack(fleet, part).returncode == 0
+    fleet.put("EDGE02", title="genuine edge02 write")
+    fleet.sync("NODE01", "pull", "EDGE02")
+    # NODE01 now holds more origins than its hello may state checkpoints for.
+    fleet.put("MASTER01", title="genuine master write")
+    fleet.sync("NODE01", "pull", "MASTER01")
+    fleet.sync("NODE01", "push", "MASTER01")
+
+
+def test_unsigned_changes_at_a_fork_point_are_not_kept_for_ever(fleet):
+    edge01 = fleet.store("EDGE01")
+
+    def c(title):
+        return {"o": "EDGE01.VVVVVVVV", "n": 1, "h": hlc.tick(None, "EDGE01"), "t": "pages",
+                "i": new_id("EDGE01", "LON"), "k": "new", "d": {"title": title}}  # fmt: skip
+
+    assert attack(fleet, chain_of(edge01, [c("a")])).returncode == 0
+    assert attack(fleet, chain_of(edge01, [c("b")])).returncode == 0  # the fork, at 1
+    # At a number it holds a receiver checks no signature: junk, as much as one likes.
+    junk = [{**chain_of(edge01, [c(f"junk {k}")])[0], "s": "A" * 86} for k in range(50)]
+    attack(fleet, junk)
+    kept = fleet.store("EDGE02").db.execute("SELECT count(*) FROM _withheld").fetchone()[0]
+    assert kept <= 1, kept
+
+
+def test_a_made_up_checkpoint_does_not_make_a_host_load_an_origins_whole_log(fleet):
+    edge02 = fleet.store("EDGE02")
+    for i in range(300):
+        fleet.put("EDGE02", title=f"edge02 {i}")
+    first = forks.value_of(edge02.log.body_at("EDGE02", 1))
+    # A puller states it agrees at 1 and differs at 300: no fork anywhere; the
+    # sender must not load every change between (with an origin of millions of
+    # changes, that much memory per session).
+    stated = {"chains": {"EDGE02": [1, first, 300, GENESIS]}}
+    with patch.object(forks, "SEARCH", 100):  # a search reads at most SEARCH a session,
+        evidence = edge02.evidence_for(stated)
+        assert inspect.isgenerator(evidence)  # a page at a time, as they are sent
+        sent = [json.loads(body)["n"] for body in evidence]
+    assert sent == list(range(201, 301))  # the highest first found: the rest later

@@ -7,12 +7,14 @@ or every edge is gone.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -22,14 +24,34 @@ import httpx
 import jinja2
 import pytest
 import yaml
-from httpnode import AUTH, free_port, serving
+from ansible.module_utils.testing import patch_module_args
+from httpnode import AUTH, TOKEN, free_port, serving
 from test_http import make_nodes
 
+from edgesync import farms
 from edgesync.config import load as load_config
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "balancer"
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+FARM = "lon-a"
+BACKEND = farms.backend(FARM)
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+# What edgectl status reads on a host that fronts farms: the modules' own code.
+PLUGINS = REPO / "plugins"
+for _util in ("edgesync_agent", "edgesync_api", "edgesync_balancer"):
+    _load(f"ansible.module_utils.{_util}", PLUGINS / "module_utils" / f"{_util}.py")
+reader = sys.modules["ansible.module_utils.edgesync_balancer"]
+info = _load("edgesync_info", PLUGINS / "modules" / "edgesync_info.py")
 
 
 def render(name: str, values: dict) -> str:
@@ -47,19 +69,18 @@ class Balancer:
         self.socket = root / "haproxy.sock"
         values = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
         values.update(
-            balancer_farm="a",
-            balancer_bind_address="127.0.0.1",
-            balancer_port=self.port,
             balancer_stats_port=self.stats_port,
-            balancer_socket=str(self.socket),
-            balancer_errorfile_503=str(root / "503.http"),
+            edgesync_balancer_socket=str(self.socket),
+            balancer_errors_dir=str(root),
             balancer_check_ms=200,
-            balancer_backends=[
-                {"name": name.lower(), "address": "127.0.0.1", "port": port}
-                for name, port in backends.items()
-            ],  # fmt: skip
         )
-        (root / "503.http").write_text(render("503.http.j2", values))
+        farm = {
+            "farm": FARM, "backend": BACKEND, "address": "127.0.0.1", "port": self.port,
+            "backends": [{"name": name.lower(), "address": "127.0.0.1", "port": port}
+                         for name, port in backends.items()],
+        }  # fmt: skip
+        values["balancer_frontends"] = [farm]
+        (root / f"503-{FARM}.http").write_text(render("503.http.j2", {**values, "farm": farm}))
         self.config = root / "haproxy.cfg"
         self.config.write_text(render("haproxy.cfg.j2", values))
         self.log = root / "haproxy.log"
@@ -96,7 +117,7 @@ class Balancer:
         out = {}
         for row in rows[1:]:
             cells = dict(zip(head, row.split(","), strict=False))
-            if cells.get("pxname") == "edges" and cells.get("svname") not in ("BACKEND", None):
+            if cells.get("pxname") == BACKEND and cells.get("svname") not in ("BACKEND", None):
                 out[cells["svname"]] = cells["status"]
         return out
 
@@ -159,10 +180,10 @@ def test_users_are_spread_over_the_farm_and_a_drained_edge_gets_none(farm):
     balancer, _edges = farm
     with httpx.Client(base_url=balancer.url, timeout=10) as client:
         assert set(served_by(client, 20)) == {"EDGE01", "EDGE02"}
-        balancer.command("set server edges/edge01 state drain")
+        balancer.command(f"set server {BACKEND}/edge01 state drain")
         assert balancer.states()["edge01"] == "DRAIN"
         assert served_by(client, 20) == {"EDGE02": 20}
-        balancer.command("set server edges/edge01 state ready")
+        balancer.command(f"set server {BACKEND}/edge01 state ready")
         assert set(served_by(client, 20)) == {"EDGE01", "EDGE02"}
 
 
@@ -253,5 +274,90 @@ def test_a_farm_with_no_edge_left_answers_503_with_retry_after_at_once(farm):
     res = httpx.get(f"{balancer.url}/v1/pages?limit=1", timeout=10)
     took = time.monotonic() - started
     assert res.status_code == 503 and res.headers["retry-after"] == "1"
-    assert json.loads(res.text)["detail"].startswith("no edge of farm a")
+    assert json.loads(res.text)["detail"].startswith(f"no edge of farm {FARM} ")
     assert took < 5, took
+
+
+def test_a_signed_in_editor_stays_on_their_edge_and_nobody_else_gets_a_cookie(farm):
+    """Sessions live on the edge that signed the editor in: the balancer keeps
+    them there by the session cookie alone (prefixed with the edge's name);
+    readers of the public API get no cookie at all (their answers stay cacheable)."""
+    balancer, _edges = farm
+    with httpx.Client(base_url=balancer.url, timeout=10) as client:
+        for _ in range(4):
+            res = client.get("/v1/pages?limit=1")
+            assert res.status_code == 200 and "set-cookie" not in res.headers
+        form = client.get("/admin/content-editor/sign-in")
+        csrf = client.cookies["edgesync_csrf"]
+        assert form.status_code == 200
+        form = {"token": TOKEN, "csrf": csrf, "next": "/admin/content-editor/new"}
+        signed = client.post("/admin/content-editor/sign-in", data=form)
+        assert signed.status_code == 303, signed.text
+        sticky = signed.headers["set-cookie"]
+        node = signed.headers["edgesync-node"]
+        assert sticky.startswith(f"edgesync_session={node.lower()}~"), sticky
+        for _ in range(10):
+            res = client.get("/admin/content-editor/new")
+            assert res.status_code == 200, (res.status_code, res.headers.get("location"))
+            assert res.headers["edgesync-node"] == node
+
+
+def _statuses(state: dict) -> dict[str, str]:
+    return {edge: s["status"] for edge, s in state["backends"][BACKEND].items()}
+
+
+def _until(what, want, seconds: float = 10):
+    deadline = time.monotonic() + seconds
+    while (got := what()) != want and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return got
+
+
+def test_the_modules_reader_sees_each_edge_as_haproxy_does(farm):
+    """edgesync_balancer.state reads the real HAProxy's runtime API: both
+    edges UP, then edge01 DRAIN then MAINT while edge02 stays UP, edge02 DOWN
+    once stopped; and a socket no HAProxy answers on any more, one line."""
+    balancer, edges = farm
+    path = str(balancer.socket)
+    first = reader.state(path)
+    assert first["error"] is None and first["socket"] == path
+    assert list(first["backends"]) == [BACKEND]  # not the frontends nor the stats page
+    assert _statuses(first) == {"edge01": "UP", "edge02": "UP"}
+    assert all(isinstance(s["sessions"], int) for s in first["backends"][BACKEND].values())
+    balancer.command(f"set server {BACKEND}/edge01 state drain")
+    assert _statuses(reader.state(path)) == {"edge01": "DRAIN", "edge02": "UP"}
+    balancer.command(f"set server {BACKEND}/edge01 state maint")
+    assert _statuses(reader.state(path)) == {"edge01": "MAINT", "edge02": "UP"}
+    balancer.command(f"set server {BACKEND}/edge01 state ready")
+    edges["EDGE02"].stop()
+    down = {"edge01": "UP", "edge02": "DOWN"}
+    assert _until(lambda: _statuses(reader.state(path)), down) == down
+    balancer.stop()
+    gone = reader.state(path)
+    assert gone["backends"] == {} and gone["error"] in (
+        f"HAProxy runtime API at {path}: connection refused (HAProxy not running?)",
+        f"no HAProxy runtime API at {path} (no such socket)",  # HAProxy removed it
+    )
+    nowhere = str(balancer.socket.with_name("nosuch.sock"))
+    assert reader.state(nowhere)["error"] == f"no HAProxy runtime API at {nowhere} (no such socket)"
+
+
+def test_edgesync_info_returns_the_balancer_only_when_given_its_socket(farm, capsys):
+    balancer, edges = farm
+    balancer.command(f"set server {BACKEND}/edge02 state drain")
+    agent = str(Path(sys.executable).parent / "edgesync")
+
+    def run(**args) -> dict:
+        params = {"config": str(edges["EDGE01"].config), "agent": agent, "user": "",
+                  "http_settings": str(edges["EDGE01"].settings), "http_sample_s": 0,
+                  "_ansible_check_mode": False, **args}  # fmt: skip
+        with patch_module_args(params), pytest.raises(SystemExit) as done:
+            info.main()
+        assert done.value.code == 0
+        return json.loads(capsys.readouterr().out)
+
+    fronting = run(balancer_socket=str(balancer.socket))
+    assert fronting["balancer"]["error"] is None
+    assert _statuses(fronting["balancer"]) == {"edge01": "UP", "edge02": "DRAIN"}
+    assert fronting["api"]["ready"] and fronting["status"]["node"] == "EDGE01"
+    assert run()["balancer"] is None

@@ -307,6 +307,92 @@ def test_a_full_disk_is_exit_5_nothing_half_written_and_writes_go_on_once_freed(
         farm.close()
 
 
+def test_a_disk_filled_under_a_long_lived_writer_leaves_its_chain_whole(
+    tmp_path, redis_server, small_disk
+):
+    """Issue 23: one Store kept open (as the HTTP face keeps its writer's) writes
+    until the disk is full, then again once it is freed; a peer pulling with
+    proofs checked takes every change, and every acknowledged write."""
+    redis_server.client().flushall()
+    farm = Farm(tmp_path, redis_server.url, PAIR)
+    try:
+        edge = farm.store("EDGE02")
+        acked = [edge.put("pages", {"title": f"before {i}"}) for i in range(3)]
+        fill(small_disk / "filler", spare=200_000)
+        refused = []
+        for i in range(100):
+            try:
+                acked.append(edge.put("pages", {"title": f"filling {i}", "body": "x" * 30_000}))
+            except sqlite3.OperationalError as exc:
+                refused.append(str(exc))
+                assert not edge.db.conn.in_transaction  # nothing of it stays open
+                if len(refused) == 3:
+                    break
+        assert refused == ["database or disk is full"] * 3, refused
+        fill(small_disk / "filler2")  # what the refused writes left, too
+        big = json.dumps({"title": "refused", "body": "x" * 100_000})
+        full = farm.cli("EDGE02", "put", "pages", "--data", big)  # a process of its own
+        assert "disk is full" in one_line(full.stderr, full.returncode, (5,))
+
+        (small_disk / "filler").unlink()
+        (small_disk / "filler2").unlink()
+        acked += [edge.put("pages", {"title": f"after {i}"}) for i in range(3)]
+        after = farm.cli("EDGE02", "put", "pages", "--data", '{"title": "after, by the CLI"}')
+        assert after.returncode == 0, after.stderr
+        acked.append(json.loads(after.stdout))
+
+        report = farm.sync("EDGE01", "pull", "EDGE02")  # proofs checked
+        peer = farm.store("EDGE01")
+        assert report["applied"] == len(acked) == edge.held()["EDGE02"]
+        assert [peer.get("pages", w["id"])["title"] for w in acked] == [w["title"] for w in acked]
+        assert peer.digest() == edge.digest()
+    finally:
+        farm.close()
+
+
+class _FailingCommit:
+    """A connection's ``execute`` whose next COMMIT fails as SQLite may fail one
+    on a full disk: SQLITE_FULL with the transaction left open ("may or may not
+    roll back automatically")."""
+
+    def __init__(self, execute):
+        self._execute = execute
+        self.armed = True
+
+    def __call__(self, sql, *args):
+        if sql == "COMMIT" and self.armed:
+            self.armed = False
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._execute(sql, *args)
+
+
+def test_a_commit_that_fails_leaves_no_trace_in_the_chain(tmp_path, redis_server):
+    """A COMMIT that fails but leaves its transaction open: the store rolls it
+    back, so the failed change's chain head, own row and sequence are gone,
+    later writes go on from the last committed change and a peer takes them."""
+    redis_server.client().flushall()
+    farm = Farm(tmp_path, redis_server.url, PAIR)
+    try:
+        edge = farm.store("EDGE02")
+        acked = [edge.put("pages", {"title": "before"})]
+        state = edge.log.signing_state(), edge.log.clock()
+        edge.db.execute = _FailingCommit(edge.db.execute)
+        with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+            edge.put("pages", {"title": "never written"})
+        assert not edge.db.conn.in_transaction
+        assert (edge.log.signing_state(), edge.log.clock()) == state
+        assert edge.rows("pages") == 1 and edge.max_seq() == 1
+        acked += [edge.put("pages", {"title": f"after {i}"}) for i in range(3)]
+
+        report = farm.sync("EDGE01", "pull", "EDGE02")
+        peer = farm.store("EDGE01")
+        assert report["applied"] == 4
+        assert [peer.get("pages", w["id"])["title"] for w in acked] == [w["title"] for w in acked]
+        assert peer.rows("pages") == 4 and peer.digest() == edge.digest()
+    finally:
+        farm.close()
+
+
 # -- Redis dying mid-push ------------------------------------------------------
 
 
@@ -613,7 +699,7 @@ def test_a_peer_too_new_is_refused_by_the_caller_naming_both_versions(stalling, 
     stalling.peer(script)
     res = stalling.cli("EDGE01", "push", "EDGE02", timeout=60)
     err = one_line(res.stderr, res.returncode, (3,))
-    assert err.startswith(f"refused: EDGE02 speaks sync protocol {theirs}; this agent speaks 2-3")
+    assert err.startswith(f"refused: EDGE02 speaks sync protocol {theirs}; this agent speaks 2-4")
     links = json.loads(stalling.cli("EDGE01", "status", "--json").stdout)["links"]
     assert links[0]["sessions_failed"] == 1 and "speaks sync protocol" in links[0]["last_error"]
 

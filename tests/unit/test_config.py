@@ -60,6 +60,8 @@ def test_a_push_mark_on_a_peer_the_policy_forbids_pushing_to_is_refused(tmp_path
         ({"tables": {}}, "[node] section is missing"),
         (with_node(idle_timeout_s=0), "node.idle_timeout_s = 0"),
         (with_node(max_clock_skew_ms=10), "node.max_clock_skew_ms = 10"),
+        (with_node(max_early=0), "node.max_early = 0"),
+        (with_node(max_early=True), "node.max_early = True"),
         (with_node(session_timeout_s="1h"), "node.session_timeout_s = '1h'"),
         (with_node(connect_timeout_s=True), "node.connect_timeout_s = True"),
         (

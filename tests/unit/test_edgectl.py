@@ -4,14 +4,17 @@ reads from an inventory listing, and its exit codes for bad input."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 from rich.console import Console
 
 from edgectl import cli, project, status
-from edgectl.errors import USAGE
-from edgectl.run import Progress, _with_all
+from edgectl.errors import FLEET as FLEET_EXIT
+from edgectl.errors import USAGE, UsageError
+from edgectl.run import Ansible, Progress, Result, _with_all
+from edgesync import farms
 
 FLEET = [
     {"host": "master01", "name": "MASTER01", "role": "master", "farm": None, "trusted": [],
@@ -81,6 +84,27 @@ def test_each_reason_for_attention_is_named():
     assert "edge01: content differs from the master's" in lines
     assert "edge02: 3 changes pending, no sync in 10 min" in lines
     assert not any("MASTER01" in line for line in lines)
+
+
+def test_a_forked_origin_needs_attention_naming_it_and_where_it_forked():
+    forked = answer()
+    forked["status"]["forks"] = [{"origin": "EDGE01", "n": 3, "withheld": 2,
+                                  "found": "2026-01-01T00:00:00Z"}]  # fmt: skip
+    gone_on = answer()
+    gone_on["status"]["forks"] = [{"origin": "EDGE01", "n": 3, "withheld": 0,
+                                   "went_on_as": "EDGE01.AB12CD34"}]  # fmt: skip
+    rows = status.rows(FLEET, {"master01": forked, "node01": gone_on,
+                               "edge01": answer(), "edge02": answer()}, {})  # fmt: skip
+    assert status.attention_lines(rows) == [
+        "master01: EDGE01 signed two changes numbered 3: quarantined, 2 of its changes held "
+        "back here; revoke or replace its key",
+        "node01: EDGE01 signed two changes numbered 3: quarantined, 0 of its changes held "
+        "back here (its node went on as EDGE01.AB12CD34); revoke or replace its key",
+    ]
+    odd = answer()
+    odd["status"]["forks"] = [{"origin": "EDGE01", "n": "3"}]
+    row = by_host(status.rows(FLEET, {**{h["host"]: answer() for h in FLEET}, "edge01": odd}, {}))
+    assert row["edge01"]["attention"] == ["answered status out of shape"]
 
 
 def test_an_api_that_is_down_or_not_ready_needs_attention_and_says_why():
@@ -232,3 +256,132 @@ def test_limits_of_only_exclusions_apply_to_every_host():
 def test_down_refuses_a_limit(capsys):
     assert cli.main(["down", "--limit", "edge03"]) == USAGE
     assert "--limit is not supported" in capsys.readouterr().err
+
+
+# -- the farms' balancers -----------------------------------------------------------
+
+BALANCERS = farms.balancers(FLEET, {"a": {"host": "node01"}})  # edges_a: edge01, edge02
+
+
+def balancer(*servers, error=None, backend="edges_a"):
+    """The module's ``balancer`` answer: servers as (name, status, sessions)."""
+    backends = {backend: {name: {"status": st, "sessions": n} for name, st, n in servers}}
+    return {"socket": "/run/haproxy/edgesync.sock", "error": error,
+            "backends": {} if error else backends}  # fmt: skip
+
+
+def with_balancer(said) -> dict:
+    return {"master01": answer(), "node01": {**answer(), "balancer": said},
+            "edge01": answer(), "edge02": answer()}  # fmt: skip
+
+
+def test_a_balancer_sending_to_every_edge_of_its_farm_needs_no_attention():
+    said = balancer(("edge01", "UP", 3), ("edge02", "UP 1/2", 0))  # one failed check: still UP
+    rows = status.balancer_rows(BALANCERS, with_balancer(said), {})
+    assert status.balancer_attention_lines(rows) == []
+    (row,) = rows
+    assert row["farm"] == "a" and row["host"] == "node01" and row["listen"] == "0.0.0.0:80"
+    assert row["backends"] == {"edge01": "UP", "edge02": "UP 1/2"}
+    assert row["sessions"] == {"edge01": 3, "edge02": 0}
+    console = Console(width=300, record=True)
+    console.print(status.balancer_table(rows))
+    text = console.export_text()
+    assert "balancers: 1 of 1 farms fine" in text
+    assert "edge01 UP · 3 sessions" in text and "edge02 UP 1/2 · 0 sessions" in text
+
+
+def test_each_edge_haproxy_sends_no_user_to_is_named():
+    said = balancer(("edge01", "DRAIN", 1), ("edge02", "MAINT", 0), ("edge09", "UP", 0))
+    rows = status.balancer_rows(BALANCERS, with_balancer(said), {})
+    assert status.balancer_attention_lines(rows) == [
+        "balancer of farm a on node01: edge01 DRAIN, edge02 MAINT",
+        "balancer of farm a on node01: HAProxy also sends to edge09, no edge of the farm",
+    ]
+    rows = status.balancer_rows(BALANCERS, with_balancer(balancer(("edge02", "DOWN", 0))), {})
+    assert rows[0]["backends"] == {"edge01": None, "edge02": "DOWN"}
+    assert status.balancer_attention_lines(rows) == [
+        "balancer of farm a on node01: edge02 DOWN",
+        "balancer of farm a on node01: not in HAProxy's backend: edge01",
+    ]
+    console = Console(width=300, record=True)
+    console.print(status.balancer_table(rows))
+    assert "edge01 not in HAProxy's backend" in console.export_text()
+
+
+def test_a_balancer_that_could_not_be_read_says_why():
+    cases = {
+        "not read: HAProxy runtime API at /run/haproxy/edgesync.sock: connection refused":
+            with_balancer(balancer(error="HAProxy runtime API at /run/haproxy/edgesync.sock: "
+                                         "connection refused")),
+        "not read: HAProxy has no backend edges_a":
+            with_balancer(balancer(("edge01", "UP", 0), backend="edges_b")),
+        "not read: the module was not given the runtime API socket": with_balancer(None),
+        "not read: answered balancer out of shape":
+            with_balancer({"error": None, "backends": {"edges_a": {"edge01": {"status": 1}}}}),
+        "not read: node01: ssh: connection refused": {"master01": answer()},
+    }  # fmt: skip
+    for why, answers in cases.items():
+        rows = status.balancer_rows(BALANCERS, answers, {"node01": "ssh: connection refused"})
+        assert rows[0]["attention"] == [why]
+        assert rows[0]["backends"] == {}
+        Console(width=300).print(status.balancer_table(rows))
+
+
+def test_what_haproxy_says_is_shown_as_text_never_as_markup():
+    said = balancer(("edge01", "[green]UP", 0), ("[bold]x", "UP", 0))
+    rows = status.balancer_rows(BALANCERS, with_balancer(said), {})
+    console = Console(width=300, record=True)
+    console.print(status.balancer_table(rows))  # no MarkupError
+    text = console.export_text()
+    assert "edge01 [green]UP" in text and "[bold]x UP (no edge of the farm)" in text
+
+
+def test_the_balancers_come_from_the_inventory_through_edgesync_farms(tmp_path):
+    listing = {"_meta": {"hostvars": {
+        "node01": {"edgesync_role": "node", "edgesync_balancers": {"a": {"host": "node01",
+                                                                         "port": 8000}}},
+        "edge01": {"edgesync_role": "edge", "edgesync_farm": "a"},
+    }}}  # fmt: skip
+    fleet = project.fleet_of(listing)
+    assert project.balancers_of(listing, fleet) == [
+        {"farm": "a", "host": "node01", "address": "0.0.0.0", "port": 8000,
+         "edges": ["edge01"], "backend": "edges_a"},
+    ]  # fmt: skip
+    listing["_meta"]["hostvars"]["node01"]["edgesync_balancers"] = {"a": "node01"}
+    try:
+        project.balancers_of(listing, fleet)
+    except UsageError as exc:
+        assert str(exc) == ("the inventory's edgesync_balancers: farm a: its balancer needs a host "
+                            "(edgesync_balancers.a.host)")  # fmt: skip
+    else:
+        raise AssertionError("an out of shape edgesync_balancers was taken")
+    del listing["_meta"]["hostvars"]["node01"]["edgesync_balancers"]
+    assert project.balancers_of(listing, fleet) == []
+
+
+def test_status_asks_the_balancers_host_for_haproxy_and_a_drained_edge_is_exit_1(
+    monkeypatch, capsys
+):
+    listing = {"_meta": {"hostvars": {h["host"]: {
+        "edgesync_name": h["name"], "edgesync_role": h["role"], "edgesync_farm": h["farm"],
+        "edgesync_balancers": {"a": {"host": "node01"}}} for h in FLEET}}}  # fmt: skip
+    asked = {}
+
+    def module(self, pattern, name, args="", extra_limit="", extravars=None):
+        asked.update(pattern=pattern, name=name, args=args, extravars=extravars)
+        said = balancer(("edge01", "DRAIN", 0), ("edge02", "UP", 2))
+        return Result(name, 0, "successful", 1.0, results=with_balancer(said))
+
+    monkeypatch.setattr(project, "read_inventory", lambda root, inv: listing)
+    monkeypatch.setattr(Ansible, "module", module)
+    assert cli.main(["status", "--json"]) == FLEET_EXIT
+    out = json.loads(capsys.readouterr().out)
+    assert asked["name"] == "edgesync_info" and asked["args"] == status.INFO_ARGS
+    assert asked["extravars"] == {status.BALANCER_HOSTS: ["node01"]}
+    assert json.loads(status.INFO_ARGS) == {"balancer_socket": "{{ edgesync_balancer_socket if "
+                                            "inventory_hostname in edgectl_balancer_hosts else "
+                                            "omit }}"}  # fmt: skip
+    (b,) = out["balancers"]
+    assert (b["farm"], b["host"], b["listen"]) == ("a", "node01", "0.0.0.0:80")
+    assert b["backends"] == {"edge01": "DRAIN", "edge02": "UP"}
+    assert out["attention"] == ["balancer of farm a on node01: edge01 DRAIN"]

@@ -3,13 +3,15 @@
 import os
 import shutil
 import stat
+import sys
 import xml.etree.ElementTree as ET
 from itertools import combinations
+from pathlib import Path
 
 import pytest
 
-from edgectl import graph
-from edgesync import topology
+from edgectl import graph, project
+from edgesync import farms, topology
 from edgesync.policy import may_accept, may_initiate
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -26,6 +28,10 @@ LOCAL = [
     {"name": "EDGE03", "role": "edge", "farm": "lon-b", "trusted": [], "provider": "lxd"},
     {"name": "EDGE04", "role": "edge", "farm": "lon-b", "trusted": [], "provider": "docker"},
 ]  # fmt: skip
+
+
+# The same with the inventory's host names, as edgectl reads an inventory.
+LOCAL_HOSTS = [{**h, "host": h["name"].lower()} for h in LOCAL]
 
 
 def big_fleet(farms: int = 4, per_farm: int = 4) -> list[dict]:
@@ -227,6 +233,82 @@ def test_the_dot_text_holds_every_link_in_layered_clusters():
     assert "style=solid" in push and graph.COLOURS["push"] in push
     pull = next(line for line in dot.splitlines() if "MASTER01 pull NODE01" in line)
     assert "style=dashed" in pull and graph.COLOURS["allowed"] in pull
+
+
+# -- the balancers ------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def local():
+    """inventory/local as edgectl graph reads it: its fleet and its balancers
+    (ansible-inventory beside this Python, as edgectl finds it)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}")
+        listing = project.read_inventory(REPO, REPO / "inventory" / "local")
+    fleet = project.fleet_of(listing)
+    return fleet, project.balancers_of(listing, fleet)
+
+
+def test_each_farms_balancer_stands_in_its_box_with_an_http_arrow_to_each_edge(local):
+    fleet, balancers = local
+    assert [(b["farm"], b["host"]) for b in balancers] == [("lon-a", "node01"), ("lon-b", "node02")]
+    links = graph.allowed_links(fleet)
+    root = ET.fromstring(graph.to_svg(fleet, links, balancers))
+    texts = {t.text for t in root.iter(f"{SVG}text")}
+    assert {"HAProxy on NODE01 :80", "HAProxy on NODE02 :80", graph.HTTP_WORDS} <= texts
+    arrows = [p for p in root.iter(f"{SVG}path") if p.get("class") == "balance"]
+    drawn = {(p.get("data-farm"), p.get("data-target")) for p in arrows}
+    assert drawn == {("lon-a", "EDGE01"), ("lon-a", "EDGE02"), ("lon-b", "EDGE03"),
+                     ("lon-b", "EDGE04")}  # fmt: skip
+    for p in arrows:
+        assert p.get("stroke") == graph.COLOURS["http"] and "stroke-dasharray" in p.attrib
+        assert p.get("marker-end") == "url(#head-http)"
+    # The policy's arrows are all still drawn, one each.
+    assert len([p for p in root.iter(f"{SVG}path") if p.get("data-action")]) == len(links)
+    farm_boxes = dict(zip(["lon-a", "lon-b"], boxes(root, "farm"), strict=True))
+    hosts = boxes(root, "host")
+    for rect in (r for r in root.iter(f"{SVG}rect") if r.get("class") == "balancer"):
+        b = tuple(float(rect.get(k)) for k in ("x", "y", "width", "height"))
+        f = farm_boxes[rect.get("data-farm")]
+        assert (
+            f[0] <= b[0]
+            and b[0] + b[2] <= f[0] + f[2]
+            and f[1] <= b[1] <= b[1] + b[3] <= f[1] + f[3]
+        )
+        assert not any(overlap(b, h) for h in hosts)
+        edges = [h for h in hosts if f[0] <= h[0] <= f[0] + f[2] and f[1] <= h[1] <= f[1] + f[3]]
+        assert len(edges) == 2 and all(h[1] + h[3] < b[1] for h in edges)  # below its edges
+
+
+def test_the_dot_text_puts_each_balancer_in_its_farms_cluster(local):
+    fleet, balancers = local
+    dot = graph.to_dot(fleet, graph.allowed_links(fleet), balancers)
+    cluster = dot.split("subgraph cluster_farm_0 {")[1].split("  }")[0]
+    assert '"balancer:lon-a" [label="HAProxy on NODE01 :80\\nfarm lon-a"' in cluster
+    for edge in ("EDGE01", "EDGE02"):
+        arrow = next(line for line in cluster.splitlines()
+                     if line.strip().startswith(f'"host:{edge}" -> "balancer:lon-a"'))  # fmt: skip
+        assert "dir=back" in arrow and 'label="HTTP"' in arrow and "style=dashed" in arrow
+    assert dot.count('-> "balancer:') == 4
+    assert graph.HTTP_WORDS in dot
+    assert graph.HTTP_WORDS not in graph.to_dot(fleet, graph.allowed_links(fleet))
+
+
+def test_a_balancer_on_one_address_says_it():
+    b = farms.balancers(LOCAL_HOSTS, {"lon-b": {"host": "node02", "port": 81,
+                                                "address": "10.0.0.5"}})  # fmt: skip
+    assert graph.balancer_label(b[0], LOCAL_HOSTS) == "HAProxy on NODE02 10.0.0.5:81"
+    b = farms.balancers(LOCAL_HOSTS, {"lon-b": {"host": "node02", "address": "::"}})
+    assert graph.balancer_label(b[0], LOCAL_HOSTS) == "HAProxy on NODE02 :80"
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot is not installed")
+def test_render_with_balancers_and_the_real_graphviz(tmp_path, local):
+    fleet, balancers = local
+    written = graph.render(fleet, tmp_path / "fleet", balancers)
+    assert written[-1].read_bytes().startswith(b"\x89PNG")
 
 
 # -- render() --------------------------------------------------------------------

@@ -164,3 +164,19 @@ def test_each_host_is_drained_and_checked_through_the_link_to_its_master():
     assert upstream(fleet, "NODE01")["label"] == "NODE01 push MASTER01"
     assert upstream(fleet, "MASTER01")["label"] == "NODE01 push MASTER01"
     assert upstream(fleet, "EDGE03") is None  # no node trusts it
+
+
+def test_each_role_gets_its_quota_and_a_bad_one_is_refused_naming_the_host():
+    fleet = fleet_of(GOOD)
+    config = FILTERS["edgesync_agent_config"]
+    settings = {**SETTINGS, "quota_by_role": {"node": {"changes": "500", "bytes": 0,
+                                                       "interval_s": 60}}}  # fmt: skip
+    node = config(fleet, "NODE01", settings)["node"]
+    assert (node["quota_changes"], node["quota_bytes"], node["quota_interval_s"]) == (500, 0, 60)
+    assert "quota_changes" not in config(fleet, "EDGE01", settings)["node"]
+    # No limit: no keys, so the previous release still reads the config.
+    none = {**SETTINGS, "quota_by_role": {"node": {"changes": 0, "bytes": 0, "interval_s": 60}}}
+    assert not any(k.startswith("quota") for k in config(fleet, "NODE01", none)["node"])
+    bad = {**SETTINGS, "quota_by_role": {"edge": {"changes": -1, "bytes": 0, "interval_s": 60}}}
+    errors = edgesync_topology_errors(fleet, [], bad, list(GOOD))
+    assert any(e.startswith("host edge01: invalid config: node.quota_changes = -1") for e in errors)

@@ -205,9 +205,9 @@ def test_redis_killed_on_an_edge_and_restarted_empty(chaos):
 
 
 def test_an_edges_data_disk_full_then_freed(chaos, fleet):
-    # edge02's data dir moves onto a 16 MiB filesystem of its own (a tmpfs: the
-    # Docker containers run systemd, so root in them holds CAP_SYS_ADMIN), which
-    # then fills up.
+    # edge02's data dir moves onto a filesystem of its own, 16 MiB larger than
+    # what the directory holds (a tmpfs: the Docker containers run systemd, so
+    # root in them holds CAP_SYS_ADMIN), which then fills up.
     data = fleet.facts["edgesync_data_dir"]
 
     def root(script: str) -> None:
@@ -217,10 +217,14 @@ def test_an_edges_data_disk_full_then_freed(chaos, fleet):
     # The API holds the database open (so its WAL stays): it is stopped while
     # the data directory moves, and runs on the small disk as it fills.
     api = fleet.facts["edgesync_http_service"]
+    held = int(fleet.run("edge02", "du", "-sm", data).stdout.split()[0])
+    # If the copy onto the small disk fails, edge02 goes back onto its own
+    # disk at once (the later tests run on it).
     root(f"systemctl stop {api} && rm -rf /tmp/data-disk && cp -a {data} /tmp/data-disk && "
-         f"mount -t tmpfs -o size=16m,mode=0750 tmpfs {data} && "
-         f"cp -a /tmp/data-disk/. {data}/ && chown {user}:{user} {data} && "
-         f"systemctl start {api}")  # fmt: skip
+         f"mount -t tmpfs -o size={held + 16}m,mode=0750 tmpfs {data} && "
+         f"if cp -a /tmp/data-disk/. {data}/ && chown {user}:{user} {data}; "
+         f"then systemctl start {api}; "
+         f"else umount {data}; systemctl start {api}; false; fi")  # fmt: skip
     refused, took = None, []  # puts taken before the disk refused one
     try:
         chaos.start_writers("disk")
@@ -229,7 +233,7 @@ def test_an_edges_data_disk_full_then_freed(chaos, fleet):
         time.sleep(3)
         # A write may still fit where SQLite reuses space it already holds (the
         # WAL after a checkpoint, free pages): write pages of 64 KiB until the
-        # disk refuses one, as it must within the 16 MiB.
+        # disk refuses one, as it must long before 300 of them (19 MiB).
         body = json.dumps({"title": "full", "body": "x" * 65536})
         for _ in range(300):
             res = fleet.agent("edge02", "put", "pages", "--data", body, check=False)
@@ -237,7 +241,7 @@ def test_an_edges_data_disk_full_then_freed(chaos, fleet):
                 refused = res
                 break
             took.append(json.loads(res.stdout)["id"])
-        assert refused is not None, "300 writes of 64 KiB each fitted on a full 16 MiB disk"
+        assert refused is not None, "300 writes of 64 KiB each fitted on a full disk"
         assert refused.returncode == 5, refused.stderr
         assert "local storage" in refused.stderr, refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr

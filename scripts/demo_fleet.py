@@ -23,13 +23,15 @@ ROOT = Path(__file__).resolve().parent.parent
 EDGES = {"edge01": "lxd", "edge02": "docker", "edge03": "lxd", "edge04": "docker"}
 # The agent's user, command and config: the facts every role shares.
 FACTS = yaml.safe_load((ROOT / "playbooks/group_vars/all/edgesync.yml").read_text())
+# The local fleet's name: its LXD project and the first part of its containers' names.
+FLEET = yaml.safe_load((ROOT / "inventory/local/group_vars/all.yml").read_text())["fleet_name"]
 AGENT = ["runuser", "-u", FACTS["edgesync_user"], "--", FACTS["edgesync_agent"],
          "--config", FACTS["edgesync_config_path"]]  # fmt: skip
 
 
 def agent(host: str, provider: str, *args: str) -> str:
-    where = (["lxc", "exec", f"edgesync-{host}", "--project", "edgesync", "--"]
-             if provider == "lxd" else ["docker", "exec", f"edgesync-{host}"])  # fmt: skip
+    where = (["lxc", "exec", f"{FLEET}-{host}", "--project", FLEET, "--"]
+             if provider == "lxd" else ["docker", "exec", f"{FLEET}-{host}"])  # fmt: skip
     res = subprocess.run([*where, *AGENT, *args], capture_output=True, text=True)
     if res.returncode != 0:
         sys.exit(f"demo: {host}: edgesync {' '.join(args)}: {res.stderr.strip()}")
@@ -59,7 +61,7 @@ def api_url(host: str) -> str:
     """Where the controller reaches the host's HTTP face: its address as
     roles/access noted it, the port every host's API listens on."""
     admin = os.environ.get("EDGESYNC_ADMIN_DIR") or Path.home() / ".local/state/edgesync"
-    conf = (Path(admin) / "hosts.d" / f"edgesync-{host}.conf").read_text()
+    conf = (Path(admin) / "hosts.d" / f"{FLEET}-{host}.conf").read_text()
     return f"http://{conf.split('HostName ', 1)[1].split()[0]}:{FACTS['edgesync_http_port']}"
 
 

@@ -16,10 +16,17 @@ options:
     description: Must be C(edgesync_containers).
     required: true
     choices: [edgesync_containers]
-  lxd_project:
-    description: The LXD project to read; empty to skip LXD.
+  fleet:
+    description:
+      - The fleet's name (the inventory's C(fleet_name)). Its containers' names
+        begin with it and a dash; Docker containers labelled with another
+        fleet's name are left out.
     type: str
     default: edgesync
+  lxd_project:
+    description: The LXD project to read (default the fleet's name); C(-) to skip LXD.
+    type: str
+    default: ""
   lxd_endpoint:
     description: LXD endpoint (empty for the local unix socket).
     type: str
@@ -33,7 +40,7 @@ options:
 EXAMPLES = r"""
 # inventory/discovered/edgesync_containers.yml
 plugin: edgesync_containers
-lxd_project: edgesync
+fleet: edgesync
 """
 
 from ansible.errors import AnsibleParserError
@@ -42,13 +49,14 @@ from ansible.plugins.inventory import BaseInventoryPlugin
 from edgesync.topology import ROLE_GROUPS
 
 
-def host_entries(records: list[dict]) -> list[dict]:
+def host_entries(records: list[dict], fleet: str = "edgesync") -> list[dict]:
     """Hosts from discovered records ({container, provider, name, role, farm,
-    location, trusted}): inventory name, groups and variables of each."""
+    location, trusted}) of fleet ``fleet``: inventory name, groups and
+    variables of each."""
     hosts = []
     for r in records:
         container = r["container"]
-        inv = container.removeprefix("edgesync-")
+        inv = container.removeprefix(f"{fleet}-")
         groups = []
         if r.get("role") in ROLE_GROUPS:
             groups.append(ROLE_GROUPS[r["role"]])
@@ -70,7 +78,7 @@ def host_entries(records: list[dict]) -> list[dict]:
             variables["edgesync_trusted"] = trusted
         if r["provider"] == "lxd":
             variables["ansible_connection"] = "community.general.lxd"
-            variables["ansible_lxd_project"] = r.get("project", "edgesync")
+            variables["ansible_lxd_project"] = r.get("project", fleet)
         else:
             variables["ansible_connection"] = "community.docker.docker"
         hosts.append({"name": inv, "groups": groups, "vars": variables})
@@ -89,14 +97,15 @@ class InventoryModule(BaseInventoryPlugin):
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
         records = []
-        project = self.get_option("lxd_project")
-        if project:
+        fleet = self.get_option("fleet")
+        project = self.get_option("lxd_project") or fleet
+        if project != "-":
             records += self._lxd(project, self.get_option("lxd_endpoint") or None)
         if self.get_option("docker_url"):
-            records += self._docker(self.get_option("docker_url"))
+            records += self._docker(self.get_option("docker_url"), fleet)
         for group in ROLE_GROUPS.values():
             self.inventory.add_group(group)
-        for host in host_entries(records):
+        for host in host_entries(records, fleet):
             self.inventory.add_host(host["name"])
             for group in host["groups"]:
                 self.inventory.add_group(group)
@@ -133,7 +142,7 @@ class InventoryModule(BaseInventoryPlugin):
             )
         return out
 
-    def _docker(self, url):
+    def _docker(self, url, fleet):
         try:
             import docker
 
@@ -146,6 +155,10 @@ class InventoryModule(BaseInventoryPlugin):
         out = []
         for c in containers:
             labels = c.labels
+            # Containers made before they carried their fleet's name: by name.
+            mine = labels.get("edgesync.fleet", fleet) == fleet and c.name.startswith(f"{fleet}-")
+            if not mine:
+                continue
             out.append(
                 {
                     "container": c.name,

@@ -157,12 +157,15 @@ def users_(inventory, before, clients, rate, as_json, command):
     return FLEET if rc or failed or acked - present else OK
 
 
-@main_group.command(help="Remove the containers (teardown.yml); --all: everything edgesync made.")
+@main_group.command(
+    help="Remove this fleet's containers (teardown.yml); another fleet_name's on the same "
+    "host stay; --all: everything edgesync made."
+)
 @_common
 @click.option("--all", "everything", is_flag=True, help="Images, LXD project, keys too.")
 def down(inventory, limit, as_json, everything):
     if limit:
-        # teardown.yml removes what edgesync made on each provider host, whole.
+        # teardown.yml removes what this fleet made on each provider host, whole.
         raise UsageError("edgectl down takes the whole fleet down; --limit is not supported")
     return _playbook("teardown.yml", inventory, limit, as_json,
                      {"teardown_all": "true"} if everything else {})  # fmt: skip

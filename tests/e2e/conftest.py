@@ -32,9 +32,14 @@ TIMER = f"{ROUND}.timer"
 # The units of a round under way: the round's own and its links'.
 RUNNING = (f"{ROUND}.service", topology.unit_name("push", "*") + ".service",
            topology.unit_name("pull", "*") + ".service")  # fmt: skip
-PROJECT = yaml.safe_load((REPO / "roles/lxd_containers/defaults/main.yml").read_text())[
-    "lxd_containers_project"
-]
+# The local fleet's name: its LXD project, and the first part of its containers' names.
+FLEET = yaml.safe_load((REPO / "inventory/local/group_vars/all.yml").read_text())["fleet_name"]
+PROJECT = FLEET
+
+
+def container(host: str, fleet: str = FLEET) -> str:
+    """The container of a host of the local fleet (its inventory's edgesync_container)."""
+    return f"{fleet}-{host}"
 
 
 class Fleet:
@@ -45,6 +50,8 @@ class Fleet:
         self.say = say
         self.inventory = inventory
         self.hosts = _inventory_hosts(inventory)
+        # Its name: its LXD project and the first part of its containers' names.
+        self.name = yaml.safe_load((inventory / "group_vars" / "all.yml").read_text())["fleet_name"]
         self.facts = FACTS  # the shared fleet facts (playbooks/group_vars/all)
 
     def _run(self, project: Path = REPO, **kwargs) -> ansible_runner.Runner:
@@ -106,7 +113,7 @@ class Fleet:
 
     def address(self, host: str) -> str:
         """The host's own address, as the controller reaches it (noted by roles/access)."""
-        conf = Path(self.admin_dir) / "hosts.d" / f"edgesync-{host}.conf"
+        conf = Path(self.admin_dir) / "hosts.d" / f"{container(host, self.name)}.conf"
         return conf.read_text().split("HostName ", 1)[1].split()[0]
 
     def api_url(self, host: str) -> str:
@@ -137,9 +144,9 @@ class Fleet:
 
     def exec_argv(self, host: str, *cmd: str, stdin: bool = False) -> list[str]:
         """The command line that runs ``cmd`` on a host as root."""
-        name = f"edgesync-{host}"
+        name = container(host, self.name)
         if self.hosts[host]["edgesync_provider"] == "lxd":
-            return ["lxc", "exec", name, "--project", PROJECT, "--", *cmd]
+            return ["lxc", "exec", name, "--project", self.name, "--", *cmd]
         return ["docker", "exec", *(["-i"] if stdin else []), name, *cmd]
 
     def agent_argv(self, host: str, *args: str) -> list[str]:

@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from conftest import container
 
 EDGECTL = str(Path(sys.executable).parent / "edgectl")
 DB = "/var/lib/edgesync/edgesync.db"
@@ -88,12 +89,12 @@ def test_status_marks_a_host_that_does_not_answer(built, fleet):
 def test_a_host_whose_key_changed_is_refused(built, fleet, tmp_path):
     """The controller pins each host's key: a host answering with another key
     (a container replaced, or someone in between) is not talked to."""
-    pinned = Path(fleet.admin_dir) / "known_hosts.d" / "edgesync-edge02"
+    pinned = Path(fleet.admin_dir) / "known_hosts.d" / container("edge02")
     good = pinned.read_text()
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "k")],
                    check=True)  # fmt: skip
     other = (tmp_path / "k.pub").read_text().split()[:2]
-    pinned.write_text(f"edgesync-edge02 {' '.join(other)}\n")
+    pinned.write_text(f"{container('edge02')} {' '.join(other)}\n")
     # SSH connections kept from earlier runs would not check the key again.
     for sock in (Path.home() / ".ansible" / "cp").glob("*"):
         sock.unlink()
@@ -110,7 +111,7 @@ def test_a_host_whose_key_changed_is_refused(built, fleet, tmp_path):
 def test_the_administration_key_works_only_from_the_provider_host(built, fleet):
     """The controller's key, stolen onto an edge, does not open another host."""
     admin = Path(fleet.admin_dir)
-    conf = (admin / "hosts.d" / "edgesync-edge02.conf").read_text()
+    conf = (admin / "hosts.d" / f"{container('edge02')}.conf").read_text()
     address = conf.split("HostName ", 1)[1].split()[0]
     fleet.run("edge01", "sh", "-c", "umask 077; cat > /root/stolen",
               input=(admin / "id_ed25519").read_text())  # fmt: skip

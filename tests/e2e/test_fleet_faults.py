@@ -17,7 +17,7 @@ import time
 
 import httpx
 import pytest
-from conftest import PROJECT
+from conftest import PROJECT, container
 from runner_events import failures
 from update_cycle import FarmUsers
 
@@ -269,8 +269,8 @@ def test_an_edges_clock_ten_minutes_fast_then_corrected(chaos, fleet):
     # itself, whose seccomp sandbox kills a process making libfaketime's calls.
     agent = fleet.facts["edgesync_agent"]
     fast = "LD_PRELOAD=/usr/local/lib/libfaketime.so.1 FAKETIME=+10m"
-    subprocess.run(["docker", "cp", FAKETIME, "edgesync-edge04:/usr/local/lib/libfaketime.so.1"],
-                   check=True)  # fmt: skip
+    lib = f"{container('edge04')}:/usr/local/lib/libfaketime.so.1"
+    subprocess.run(["docker", "cp", FAKETIME, lib], check=True)
     wrapper = f'#!/bin/sh\n{fast} exec {fleet.python} {agent}.real "$@"\n'
     swap = f"mv {agent} {agent}.real && cat > {agent} && chmod 755 {agent}"
     fleet.run("edge04", "sh", "-c", swap, input=wrapper)
@@ -299,7 +299,7 @@ def test_the_master_restarted_mid_push(chaos, fleet):
     fleet.agent("node01", "pull", "EDGE02")
     push = chaos.background("node01", "push", "MASTER01")
     time.sleep(random.uniform(0.2, 0.8))
-    subprocess.run(["lxc", "restart", "edgesync-master01", "--project", PROJECT, "--force"],
+    subprocess.run(["lxc", "restart", container("master01"), "--project", PROJECT, "--force"],
                    check=True)  # fmt: skip
     recovered = time.monotonic()
     _out, err = push.communicate(timeout=180)
@@ -323,7 +323,7 @@ def test_a_farms_balancer_while_its_edges_fail(chaos, fleet, tmp_path):
     the client's timeout; no write the balancer acknowledged is lost."""
     people = FarmUsers(fleet, tmp_path, farms=["lon-a"])
     people.start()
-    api, name = fleet.facts["edgesync_http_service"], "edgesync-edge01"
+    api, name = fleet.facts["edgesync_http_service"], container("edge01")
     lxc = ["lxc", "--project", PROJECT]
     phases = []
 

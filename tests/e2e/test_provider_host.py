@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import report
+from conftest import container, report
 from runner_events import failures
 
 from edgesync.localsshd import LocalSshd, keygen
@@ -62,7 +62,7 @@ def forget(fleet, hosts) -> None:
     """The controller forgets how it reached these hosts: the next run bootstraps them."""
     admin = Path(fleet.admin_dir)
     for host in hosts:
-        name = f"edgesync-{host}"
+        name = container(host)
         (admin / "hosts.d" / f"{name}.conf").unlink(missing_ok=True)
         (admin / "known_hosts.d" / name).unlink(missing_ok=True)
 
@@ -94,7 +94,7 @@ def test_a_farm_on_a_provider_host_reached_over_ssh(built, fleet, provider, tmp_
         # The controller reaches lon-b's edges by jumping through provider01.
         admin = Path(fleet.admin_dir)
         for host in LON_B:
-            conf = admin / "hosts.d" / f"edgesync-{host}.conf"
+            conf = admin / "hosts.d" / f"{container(host)}.conf"
             assert "ProxyJump 127.0.0.1" in conf.read_text()
         ping = fleet.module(":".join(LON_B), "ansible.builtin.ping", inventory=inventory)
         assert ping.rc == 0, failures(ping)

@@ -21,13 +21,14 @@ BIN = Path(sys.executable).parent
 VAULT_PASSWORD = "example"
 
 
-def validate(tmp_path: Path, password: str | None) -> subprocess.CompletedProcess:
+def validate(tmp_path: Path, password: str | None, *extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_VAULT_PASSWORD_FILE"}
     if password is not None:
         (tmp_path / "vault-password").write_text(password + "\n")
         env["ANSIBLE_VAULT_PASSWORD_FILE"] = str(tmp_path / "vault-password")
     return subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", "inventory/example", "playbooks/validate.yml"],
+        [str(BIN / "ansible-playbook"), "-i", "inventory/example", "playbooks/validate.yml",
+         *extra],
         capture_output=True, text=True, cwd=REPO, timeout=300, env=env,
     )  # fmt: skip
 
@@ -42,6 +43,14 @@ def test_without_the_vault_password_validation_says_so_per_host(tmp_path):
     assert res.returncode != 0
     said = res.stdout + res.stderr
     assert "host edge01: its api_* variables hold ansible-vault secrets and no vault" in said
+
+
+def test_a_fleet_name_that_cannot_name_a_bridge_is_refused_in_one_line(tmp_path):
+    # It names the LXD project and the bridges (edgesyncbr0: at most 15 characters).
+    res = validate(tmp_path, VAULT_PASSWORD, "-e", "fleet_name=Staging-Fleet")
+    assert res.returncode != 0
+    line = next(x for x in res.stdout.splitlines() if "fleet_name" in x)
+    assert 'fleet_name "Staging-Fleet": must be 1 to 12 lowercase letters and digits' in line
 
 
 def test_every_container_lives_on_a_provider_host_of_its_own_subnets():

@@ -60,7 +60,9 @@ def provider_state(fleet_name: str) -> dict:
     lxd = out("lxc", "list", "--project", fleet_name, "--format", "csv", "-c", "ns")
     docker = out("docker", "ps", "-a", "--filter", f"name=^{fleet_name}-", "--format",
                  "{{.Names}},{{.State}}")  # fmt: skip
-    networks = out("lxc", "network", "list", "--format", "csv", "-c", "n").split()
+    networks = [
+        row.split(",")[0] for row in out("lxc", "network", "list", "--format", "csv").split()
+    ]
     return {
         "lxd": sorted(lxd.split()),
         "docker": sorted(docker.split()),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Fleet, container, report
+from conftest import REPO, Fleet, container, report
 from runner_events import failures
 
 EDGECTL = str(Path(sys.executable).parent / "edgectl")
@@ -118,6 +118,9 @@ def twin_cleared():
     for cmd in (["project", "delete", TWIN], ["network", "delete", f"{TWIN}br0"],
                 ["storage", "delete", TWIN]):  # fmt: skip
         subprocess.run(["lxc", *cmd], capture_output=True)
+    # The firewall rules LXD made for the bridge and cannot delete itself.
+    stale = REPO / "roles" / "lxd_containers" / "files" / "stale_filters.sh"
+    subprocess.run(["bash", str(stale)], capture_output=True, check=True)
 
 
 # Runs on a host as root: sends datagrams to TARGET from SOURCE. From its own

@@ -126,6 +126,7 @@ def edgesync_topology_errors(
             )
     errors += _config_errors(fleet, settings, with_peers=False)
     errors += topology.name_errors(fleet)
+    errors += topology.master_errors(fleet)
     if not errors:
         errors += _config_errors(fleet, settings, with_peers=True)
     if errors:

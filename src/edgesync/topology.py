@@ -15,11 +15,14 @@ from .policy import ACTIONS, Party, may_accept, may_initiate
 ROLE_GROUPS = {"master": "masters", "node": "nodes", "edge": "edges"}
 
 # One sync round, in order: an edge's write reaches its farm, then its node,
-# then the master, and comes back down. Each stage is (name, who, action, whom).
+# then the masters, which exchange it, and comes back down. Each stage is
+# (name, who, action, whom).
 STAGES = (
     ("edges-push-farm", "edge", "push", "edge"),
     ("nodes-pull-edges", "node", "pull", "edge"),
     ("nodes-push-masters", "node", "push", "master"),
+    ("masters-pull-masters", "master", "pull", "master"),
+    ("masters-push-masters", "master", "push", "master"),
     ("nodes-pull-masters", "node", "pull", "master"),
     ("nodes-push-edges", "node", "push", "edge"),
 )
@@ -49,10 +52,13 @@ def _link(stage: str, initiator: dict, action: str, target: dict) -> dict:
 
 def _partners(fleet: list[dict], host: dict, role: str) -> list[dict]:
     """The hosts of ``role`` that ``host`` runs links with: an edge its farm's
-    other edges, a node the names on its trusted list."""
+    other edges, a master every other master, a node the names on its trusted
+    list."""
     if host["role"] == "edge":
         return [h for h in fleet if h["role"] == role and h is not host
                 and h.get("farm") == host.get("farm")]  # fmt: skip
+    if host["role"] == "master":
+        return [h for h in fleet if h["role"] == role == "master" and h is not host]
     names = {h["name"]: h for h in fleet}
     found = [names.get(t) for t in host.get("trusted") or []]
     return [h for h in found if h is not None and h["role"] == role]
@@ -118,6 +124,24 @@ def name_errors(fleet: list[dict]) -> list[str]:
                 out.append(f"host {h.get('host')}: trusted name {t} is not a host of the inventory")
             if t == h["name"]:
                 out.append(f"host {h.get('host')}: a node does not trust itself")
+    return out
+
+
+def master_errors(fleet: list[dict]) -> list[str]:
+    """With more than one master, every node must sync with all of them (the
+    masters sync with each other by themselves), so no write waits on one
+    master's host: each must be on every node's trusted list."""
+    masters = [h["name"] for h in fleet if h["role"] == "master"]
+    if len(masters) < 2:
+        return []
+    out = []
+    for h in fleet:
+        missing = [m for m in masters if m not in (h.get("trusted") or ())]
+        if h["role"] == "node" and missing:
+            out.append(
+                f"host {h.get('host')}: a node must sync with every master "
+                f"({', '.join(masters)}); {h['name']}'s trusted list lacks {', '.join(missing)}"
+            )
     return out
 
 

@@ -180,3 +180,46 @@ def test_each_role_gets_its_quota_and_a_bad_one_is_refused_naming_the_host():
     bad = {**SETTINGS, "quota_by_role": {"edge": {"changes": -1, "bytes": 0, "interval_s": 60}}}
     errors = edgesync_topology_errors(fleet, [], bad, list(GOOD))
     assert any(e.startswith("host edge01: invalid config: node.quota_changes = -1") for e in errors)
+
+
+TWO_MASTERS = dict([
+    host("master01", "MASTER01", "master"),
+    host("master02", "MASTER02", "master", provider="docker"),
+    host("node01", "NODE01", "node", trusted=["MASTER01", "MASTER02", "EDGE01"]),
+    host("edge01", "EDGE01", "edge", farm="lon-a"),
+])  # fmt: skip
+
+
+def test_two_masters_exchange_changes_in_their_own_stage_and_every_node_reaches_both():
+    fleet = fleet_of(TWO_MASTERS)
+    assert edgesync_topology_errors(fleet, [], SETTINGS) == []
+    links = [(lk["stage"], lk["initiator"], lk["action"], lk["target"])
+             for lk in edgesync_links(fleet)]  # fmt: skip
+    assert links == [
+        ("nodes-pull-edges", "NODE01", "pull", "EDGE01"),
+        ("nodes-push-masters", "NODE01", "push", "MASTER01"),
+        ("nodes-push-masters", "NODE01", "push", "MASTER02"),
+        ("masters-pull-masters", "MASTER01", "pull", "MASTER02"),
+        ("masters-pull-masters", "MASTER02", "pull", "MASTER01"),
+        ("masters-push-masters", "MASTER01", "push", "MASTER02"),
+        ("masters-push-masters", "MASTER02", "push", "MASTER01"),
+        ("nodes-pull-masters", "NODE01", "pull", "MASTER01"),
+        ("nodes-pull-masters", "NODE01", "pull", "MASTER02"),
+        ("nodes-push-edges", "NODE01", "push", "EDGE01"),
+    ]  # fmt: skip
+    rounds = FILTERS["edgesync_round"](fleet, "MASTER01")
+    assert {lk["unit"]: lk["after"] for lk in rounds} == {
+        "edgesync-pull-master02": [],
+        "edgesync-push-master02": ["edgesync-pull-master02"],
+    }
+    config = FILTERS["edgesync_agent_config"](fleet, "MASTER01", SETTINGS)
+    assert config["peers"]["MASTER02"].get("push")
+
+
+def test_a_node_that_does_not_sync_with_every_master_is_refused_naming_it():
+    bad = dict(TWO_MASTERS)
+    bad.update([host("node01", "NODE01", "node", trusted=["MASTER01", "EDGE01"])])
+    assert edgesync_topology_errors(fleet_of(bad), [], SETTINGS) == [
+        "host node01: a node must sync with every master (MASTER01, MASTER02); "
+        "NODE01's trusted list lacks MASTER02"
+    ]

@@ -180,21 +180,21 @@ def status_(inventory, limit, as_json):
     listing = project.read_inventory(root, inv)
     everyone = project.fleet_of(listing)
     fleet = _limited(everyone, limit, ansible)
-    master = next((h["host"] for h in everyone if h["role"] == "master"), None)
+    masters = [h["host"] for h in everyone if h["role"] == "master"]
     # The balancers in front of the farms of the selected hosts, or on them.
     chosen = {h["host"] for h in fleet}
     balancers = [b for b in project.balancers_of(listing, everyone)
                  if b["host"] in chosen or chosen & set(b["edges"])]  # fmt: skip
     fronting = sorted({b["host"] for b in balancers})
     ansible.quiet = True
-    # The master is always asked too: the others' release and content are
-    # compared with its own, whatever --limit selects; and a balancer's host
+    # The masters are always asked too: the others' release and content are
+    # compared with the first that answers, whatever --limit selects; and a balancer's host
     # is asked how HAProxy sees the selected edges.
     result = ansible.module(HOSTS, "edgesync_info", statuses.INFO_ARGS,
                             extra_limit=":".join(["masters", *fronting]),
                             extravars={statuses.BALANCER_HOSTS: fronting})  # fmt: skip
     unreachable = _unreachable(result)
-    rows_ = statuses.rows(fleet, result.results, unreachable, master)
+    rows_ = statuses.rows(fleet, result.results, unreachable, masters)
     brows = statuses.balancer_rows(balancers, result.results, unreachable)
     needs = statuses.attention_lines(rows_) + statuses.balancer_attention_lines(brows)
     if as_json:

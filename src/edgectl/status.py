@@ -33,12 +33,21 @@ from edgesync import farms, topology
 STALE_S = 600
 
 
+def reference(masters: list[str], answers: dict[str, dict]) -> str | None:
+    """The master the others are compared with: the first that answered (with
+    one master down the fleet still has a reference), else the first."""
+    return next((m for m in masters if m in answers), masters[0] if masters else None)
+
+
 def rows(fleet: list[dict], answers: dict[str, dict], unreachable: dict[str, str],
-         master: str | None = None) -> list[dict]:  # fmt: skip
+         masters: list[str] | None = None) -> list[dict]:  # fmt: skip
     """One row per host of the fleet, in the fleet's order, each compared with
-    the answer of ``master`` (the fleet's first master by default)."""
-    master = master or next((h["host"] for h in fleet if h["role"] == "master"), None)
-    reference = answers.get(master, {})
+    the answer of the first of ``masters`` (the fleet's masters by default)
+    that answered."""
+    if masters is None:
+        masters = [h["host"] for h in fleet if h["role"] == "master"]
+    master = reference(masters, answers)
+    reference_answer = answers.get(master, {}) if master else {}
     scheduled = {(lk["initiator"], lk["action"], lk["target"]) for lk in topology.links(fleet)}
     out = []
     for h in fleet:
@@ -52,7 +61,7 @@ def rows(fleet: list[dict], answers: dict[str, dict], unreachable: dict[str, str
             continue
         try:
             _answered(row, h, answer, scheduled)
-            row["attention"] = _attention(row, reference, h["host"] == master)
+            row["attention"] = _attention(row, reference_answer, h["host"] == master)
         except (AttributeError, KeyError, TypeError, ValueError):
             for key in list(row):
                 if key not in ("host", "name", "role", "farm", "provider"):

@@ -385,3 +385,19 @@ def test_status_asks_the_balancers_host_for_haproxy_and_a_drained_edge_is_exit_1
     assert (b["farm"], b["host"], b["listen"]) == ("a", "node01", "0.0.0.0:80")
     assert b["backends"] == {"edge01": "DRAIN", "edge02": "UP"}
     assert out["attention"] == ["balancer of farm a on node01: edge01 DRAIN"]
+
+
+def test_with_a_master_down_the_other_is_the_reference_and_the_down_one_is_named():
+    master02 = {**FLEET[0], "host": "master02", "name": "MASTER02", "provider": "docker"}
+    fleet = [FLEET[0], master02, *FLEET[1:]]
+    answers = {"master02": answer(digest="d2"), "node01": answer(digest="d2"),
+               "edge01": answer(digest="d9"), "edge02": answer(digest="d2")}  # fmt: skip
+    rows = by_host(status.rows(fleet, answers, {"master01": "ssh: no route to host"}))
+    assert rows["master01"]["attention"] == ["ssh: no route to host"]
+    assert rows["master02"]["attention"] == []  # the reference: the first master that answered
+    assert rows["node01"]["attention"] == [] and rows["edge02"]["attention"] == []
+    assert rows["edge01"]["attention"] == ["content differs from the master's"]
+    # Both up: the first master is the reference, the second is compared with it.
+    answers["master01"] = answer(digest="d1")
+    rows = by_host(status.rows(fleet, answers, {}))
+    assert rows["master02"]["attention"] == ["content differs from the master's"]

@@ -39,6 +39,30 @@ def test_sync_json_is_json_only(built, fleet):
     assert set(report["hosts"]) == set(fleet.hosts)
 
 
+def test_sync_with_the_master_out_of_reach_names_it_and_runs_the_rest(built, fleet):
+    """master01's sshd stopped: the nodes' links to it fail and are named, the
+    rest of the round runs (the farms' pushes, the nodes' pulls from and
+    pushes down to their edges); a node that reached none of its masters fails
+    the round (exit 1). With the master back, a round is whole again."""
+    fleet.run("master01", "systemctl", "stop", "ssh")
+    try:
+        res = edgectl("sync", "--json")
+    finally:
+        fleet.run("master01", "systemctl", "start", "ssh")
+    report = json.loads(res.stdout)
+    assert res.returncode == 1, res.stdout
+    named = [line for line in report["failures"]
+             if ": Name the masters this host could not sync with: " in line]  # fmt: skip
+    assert sorted(line.split(":")[0] for line in named) == ["node01", "node02"], report
+    for line in named:
+        assert "push MASTER01: " in line and "pull MASTER01: " in line, line
+    assert len(report["failures"]) == 2, report["failures"]  # nothing else failed
+    for host in ("edge01", "edge02", "edge03", "edge04"):
+        assert report["hosts"][host]["failed"] == 0, report["hosts"]
+    again = edgectl("sync", "--json")
+    assert again.returncode == 0, again.stdout
+
+
 def test_status_is_one_table_with_every_host(built, fleet, say):
     res = edgectl("status", "--json")
     report = json.loads(res.stdout)

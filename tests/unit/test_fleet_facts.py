@@ -16,7 +16,9 @@ def test_sync_yml_runs_every_stage_of_the_plan_in_order_with_the_right_module():
     play = yaml.safe_load((REPO / "playbooks/sync.yml").read_text())[0]
     ran = []
     for task in play["tasks"]:
-        module = next(k for k in task if k.startswith("edgesync_"))
+        module = next((k for k in task if k.startswith("edgesync_")), None)
+        if module is None:  # the closing task that names the masters out of reach
+            continue
         stage = task["loop"].split("'equalto', '")[1].split("'")[0]
         ran.append((stage, module.removeprefix("edgesync_")))
     assert ran == [(name, action) for name, _who, action, _whom in topology.STAGES]

@@ -173,7 +173,12 @@ def cmd_migrate(args) -> int:
 
 def cmd_backup(args) -> int:
     db = _database(args)
-    _print(db.backup(args.path))
+    if args.keep is not None and args.keep < 1:
+        raise BadInput(f"--keep {args.keep}: keep at least 1 backup")
+    report = db.backup(args.path)
+    if args.keep is not None:
+        report["pruned"] = db.prune_backups(args.keep)
+    _print(report)
     return 0
 
 
@@ -266,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("backup", help="a consistent copy of the database, taken while it runs")
     s.add_argument("path", nargs="?", help="where (default: DATA_DIR/backups/<schema>-<time>.db)")
+    s.add_argument("--keep", type=int, metavar="N",
+                   help="then remove all but the N newest backups in DATA_DIR/backups")  # fmt: skip
     s.set_defaults(fn=cmd_backup)
 
     s = sub.add_parser("digest", help="a digest of the visible content, equal on synced nodes")

@@ -156,6 +156,23 @@ class Database:
             raise
         return {"backup": str(path), "schema": version, "bytes": path.stat().st_size}
 
+    def prune_backups(self, keep: int) -> list[str]:
+        """Remove all but the ``keep`` newest backups in DATA_DIR/backups (the
+        ones ``backup`` names itself; nothing else there is touched). Returns
+        the paths removed."""
+        if keep < 1:
+            raise BadInput(f"--keep {keep}: keep at least 1 backup")
+        where = self.config.data_dir / "backups"
+        if not where.is_dir():
+            return []
+        # Their names sort by time (a fixed-width UTC stamp after the schema).
+        ours = sorted((p for p in where.glob("edgesync-schema*-*Z.db") if p.is_file()),
+                      key=lambda p: p.name.split("-", 2)[2])  # fmt: skip
+        gone = ours[: max(0, len(ours) - keep)]
+        for p in gone:
+            p.unlink(missing_ok=True)
+        return [str(p) for p in gone]
+
     # -- _meta ----------------------------------------------------------------
 
     def meta(self, key: str):

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from farm import SEVEN, Farm
@@ -747,3 +748,16 @@ def test_backups_refuse_what_is_not_a_database_and_leave_nothing_when_they_fail(
     )  # fmt: skip
     one_line(res.stderr, res.returncode, (5,))
     assert sorted(p.name for p in target.parent.iterdir()) == []
+
+
+def test_backup_keep_removes_all_but_the_newest_of_its_own_backups(pair, tmp_path):
+    res = pair.cli("EDGE01", "backup", "--keep", "0")
+    assert "--keep 0: keep at least 1 backup" in one_line(res.stderr, res.returncode, (2,))
+    made = [json.loads(pair.cli("EDGE01", "backup").stdout)["backup"] for _ in range(3)]
+    where = Path(made[0]).parent
+    (where / "notes.txt").write_text("an operator's file stays")
+    last = json.loads(pair.cli("EDGE01", "backup", "--keep", "2").stdout)
+    assert last["pruned"] == made[:2]
+    assert sorted(p.name for p in where.iterdir()) == sorted(
+        [Path(made[2]).name, Path(last["backup"]).name, "notes.txt"]
+    )

@@ -425,14 +425,16 @@ def test_redis_gone_mid_push_is_exit_4_and_the_next_push_delivers_everything(tmp
 # -- peers that stall ----------------------------------------------------------
 
 # Stand-ins for a peer's `serve`, run by the real sshd as the key's forced command.
-MUTE = "import time; time.sleep(3600)"  # takes the connection, never answers
+# Takes the connection and never answers (it reads until the caller hangs up,
+# then ends: no stalled peer outlives its test).
+MUTE = "import sys; sys.stdin.buffer.read()"
 WELCOME_THEN_MUTE = textwrap.dedent("""
     import json, sys, time
     n = int.from_bytes(sys.stdin.buffer.read(4), "big"); sys.stdin.buffer.read(n)
     w = json.dumps({"t": "welcome", "v": 2, "node": "EDGE02", "clock": int(time.time() * 1000),
                     "yours": {}, "held": {}}).encode()
     sys.stdout.buffer.write(len(w).to_bytes(4, "big") + w); sys.stdout.buffer.flush()
-    time.sleep(3600)
+    sys.stdin.buffer.read()  # mute until the caller hangs up
 """)
 TRICKLE = textwrap.dedent("""
     import json, sys, time

@@ -13,11 +13,13 @@ def edgesync_balancers(fleet: list[dict], spec) -> list[dict]:
 
 
 def edgesync_balancer_frontends(fleet: list[dict], spec, host: str, hostvars,
-                                http_port) -> list[dict]:  # fmt: skip
+                                http_port, max_body_bytes=1048576) -> list[dict]:  # fmt: skip
     """The frontends of ``host``'s HAProxy, each with its backends:
-    {farm, address, port, backends: [{name, address, port}]}. An edge's
-    address is the one provisioning noted (edgesync_address), else the one its
-    facts give; its port is its API's (api_port, else the fleet's)."""
+    {farm, address, port, max_body_bytes, backends: [{name, address, port}]}.
+    An edge's address is the one provisioning noted (edgesync_address), else
+    the one its facts give; its port is its API's (api_port, else the
+    fleet's). ``max_body_bytes`` is the largest request body an edge of the
+    farm takes (api_max_body_bytes, else the api role's default given here)."""
     out = []
     for b in farms.of_host(fleet, spec, host):
         backends = []
@@ -29,7 +31,8 @@ def edgesync_balancer_frontends(fleet: list[dict], spec, host: str, hostvars,
                 raise ValueError(f"farm {b['farm']}: the address of edge {edge} is not known")
             port = int(hv.get("api_port", http_port))
             backends.append({"name": edge, "address": address, "port": port})
-        out.append({**b, "backends": backends})
+        limit = max(int(hostvars[e].get("api_max_body_bytes", max_body_bytes)) for e in b["edges"])
+        out.append({**b, "backends": backends, "max_body_bytes": limit})
     return out
 
 

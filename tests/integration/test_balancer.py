@@ -74,8 +74,10 @@ class Balancer:
             balancer_errors_dir=str(root),
             balancer_check_ms=200,
         )
+        limit = yaml.safe_load((REPO / "roles/api/defaults/main.yml").read_text())
         farm = {
             "farm": FARM, "backend": BACKEND, "address": "127.0.0.1", "port": self.port,
+            "max_body_bytes": limit["api_max_body_bytes"],
             "backends": [{"name": name.lower(), "address": "127.0.0.1", "port": port}
                          for name, port in backends.items()],
         }  # fmt: skip
@@ -361,3 +363,17 @@ def test_edgesync_info_returns_the_balancer_only_when_given_its_socket(farm, cap
     assert _statuses(fronting["balancer"]) == {"edge01": "UP", "edge02": "DRAIN"}
     assert fronting["api"]["ready"] and fronting["status"]["node"] == "EDGE01"
     assert run()["balancer"] is None
+
+
+def test_a_body_over_the_edges_limit_gets_their_413_through_the_balancer(farm):
+    """An edge refuses a body over max_body_bytes before it has read it; the
+    user behind the balancer must still get the one JSON line and 413, not a
+    closed connection."""
+    balancer, _edges = farm
+    big = json.dumps({"title": "big", "body": "x" * (2 * 1048576)}).encode()
+    for headers in ({}, {"Expect": "100-continue"}):
+        headers = {**AUTH, "Content-Type": "application/json", **headers}
+        res = httpx.post(f"{balancer.url}/v1/pages", content=big, timeout=10, headers=headers)
+        assert res.status_code == 413, (res.status_code, res.text)
+        assert res.text.count("\n") <= 1 and json.loads(res.text)["error"] == "content too large"
+    assert httpx.get(f"{balancer.url}/v1/pages?limit=1", headers=AUTH).json()["items"] == []

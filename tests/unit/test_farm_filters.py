@@ -42,6 +42,12 @@ def test_frontends_name_each_edge_at_its_address_and_api_port():
         {"name": "edge01", "address": "10.0.0.11", "port": 8080},
         {"name": "edge02", "address": "10.0.0.12", "port": 8081},
     ]
+    assert fronts[0]["max_body_bytes"] == 1048576  # the api role's default, given by the role
+    hostvars["edge02"]["api_max_body_bytes"] = 4096
+    hostvars["edge01"]["api_max_body_bytes"] = 8192  # the farm takes what its largest takes
+    fronts = FILTERS["edgesync_balancer_frontends"](fleet_of(hostvars), only_a, "node01", hostvars,
+                                                    8080, 1048576)  # fmt: skip
+    assert fronts[0]["max_body_bytes"] == 8192
     with pytest.raises(ValueError, match="farm lon-b: the address of edge edge03 is not known"):
         FILTERS["edgesync_balancer_frontends"](fleet_of(hostvars), SPEC, "node01", hostvars, 8080)
     assert FILTERS["edgesync_balancer_of_edge"](fleet_of(GOOD), SPEC, "edge03")["host"] == "node01"

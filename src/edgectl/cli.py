@@ -79,16 +79,19 @@ def _finish(result: Result, as_json: bool) -> int:
         out.print(t)
         for line in result.failures:
             out.print(f"[red]failed[/red] {escape(one_line(line))}")
+        for line in result.warnings:
+            out.print(f"[yellow]warning[/yellow] {escape(one_line(line))}")
         if result.error:
             out.print(f"[red]error[/red] {escape(one_line(result.error))}")
     return OK if result.ok else FLEET
 
 
-def _playbook(name: str, inventory, limit, as_json, extravars: dict | None = None) -> int:
+def _playbook(name: str, inventory, limit, as_json, extravars: dict | None = None,
+              tags: str | None = None) -> int:  # fmt: skip
     _root, _inv, ansible = _context(inventory, limit, as_json)
     if limit and not ansible.list_hosts(f"localhost:{HOSTS}"):
         raise UsageError(f"--limit {limit!r} selects no host of the fleet")
-    return _finish(ansible.playbook(name, extravars), as_json)
+    return _finish(ansible.playbook(name, extravars, tags), as_json)
 
 
 @click.group(help=__doc__.split("\n\n")[0])
@@ -96,11 +99,22 @@ def main_group():
     pass
 
 
+# site.yml's play tags: what `edgectl up --tags` may name.
+UP_TAGS = ("image", "provision", "access", "agent", "trust", "timers", "api", "balancer")
+
+
 @main_group.command(help="Build or converge the fleet (site.yml).")
 @_common
 @click.option("-e", "--extra-vars", "extra", multiple=True, metavar="KEY=VALUE")
-def up(inventory, limit, as_json, extra):
-    return _playbook("site.yml", inventory, limit, as_json, _extravars(extra))
+@click.option("-t", "--tags", metavar="TAG,...",
+              help="Only these parts (e.g. provision,agent,trust,timers for a changed "
+                   "trusted list); one of: " + ", ".join(UP_TAGS))  # fmt: skip
+def up(inventory, limit, as_json, extra, tags):
+    if tags:
+        unknown = [t for t in tags.split(",") if t.strip() not in UP_TAGS]
+        if unknown:
+            raise UsageError(f"--tags: unknown part {unknown[0]!r} (one of: {', '.join(UP_TAGS)})")
+    return _playbook("site.yml", inventory, limit, as_json, _extravars(extra), tags)
 
 
 @main_group.command(help="One sync round in topology order (sync.yml).")
@@ -199,6 +213,7 @@ def status_(inventory, limit, as_json):
     needs = statuses.attention_lines(rows_) + statuses.balancer_attention_lines(brows)
     if as_json:
         print(json.dumps({"hosts": rows_, "balancers": brows, "attention": needs,
+                          "reference": statuses.reference(masters, result.results),
                           "seconds": round(result.seconds, 1)}, indent=2))  # fmt: skip
     else:
         ok = len(rows_) - len({r["host"] for r in rows_ if r["attention"]})

@@ -58,6 +58,9 @@ class Result:
     seconds: float
     hosts: dict = field(default_factory=dict)  # host -> {ok, changed, failed, unreachable}
     failures: list = field(default_factory=list)  # "host: task: message"
+    # Failures the playbook chose to go on past (ignore_errors), e.g. a master
+    # out of reach while the round went on through the other: named, not fatal.
+    warnings: list = field(default_factory=list)  # "host: task: message"
     results: dict = field(default_factory=dict)  # host -> the module's result (ad-hoc)
     error: str = ""  # why a run failed with no failed task (Ansible's own error)
 
@@ -68,7 +71,8 @@ class Result:
     def as_json(self) -> dict:
         return {"run": self.label, "ok": self.ok, "rc": self.rc, "status": self.status,
                 "seconds": round(self.seconds, 1), "hosts": self.hosts,
-                "failures": self.failures, "error": self.error}  # fmt: skip
+                "failures": self.failures, "warnings": self.warnings,
+                "error": self.error}  # fmt: skip
 
 
 class Progress:
@@ -91,6 +95,7 @@ class Progress:
         self.waiting: dict[str, str] = {}  # host -> the task it runs
         self.hosts: dict[str, dict] = {}
         self.failures: list[str] = []
+        self.warnings: list[str] = []
         self.results: dict[str, dict] = {}
         self.live: Live | None = None
         self._said = self.start
@@ -135,10 +140,10 @@ class Progress:
             tally["ok"] += 1
         if self.task is not None:
             self.task.count(what)
-        if what in ("failed", "unreachable"):
+        if what in ("failed", "unreachable", "ignored"):
             line = f"{host}: {data.get('task') or self.label}: {_message(res)}"
-            self.failures.append(line)
-            self._say(f"{what.upper()} {one_line(line)}")
+            (self.warnings if what == "ignored" else self.failures).append(line)
+            self._say(f"{'WARNING' if what == 'ignored' else what.upper()} {one_line(line)}")
         if what in ("ok", "changed"):
             self.results[host] = res  # the last answer (an ad-hoc module's)
 
@@ -244,14 +249,18 @@ class Ansible:
                     (ln for ln in reversed(lines) if ln), f"{label} exited {runner.rc}"
                 )
         return Result(label, runner.rc, runner.status, seconds, progress.hosts,
-                      progress.failures, progress.results, _ANSI.sub("", error))  # fmt: skip
+                      progress.failures, progress.warnings, progress.results,
+                      _ANSI.sub("", error))  # fmt: skip
 
-    def playbook(self, name: str, extravars: dict | None = None) -> Result:
+    def playbook(self, name: str, extravars: dict | None = None,
+                 tags: str | None = None) -> Result:  # fmt: skip
         """A playbook; a --limit keeps localhost, whose plays (validation, the
-        image, provisioning, the release) every limited run needs."""
+        image, provisioning, the release) every limited run needs; ``tags``
+        runs only the plays so tagged (and those tagged always)."""
         limit = f"{_with_all(self.limit)}:localhost" if self.limit else None
+        more = {"tags": tags} if tags else {}
         return self._run(name, playbook=str(self.project / "playbooks" / name),
-                         extravars=extravars or {}, limit=limit)  # fmt: skip
+                         extravars=extravars or {}, limit=limit, **more)  # fmt: skip
 
     def list_hosts(self, pattern: str) -> set[str]:
         """The hosts of ``pattern`` under this --limit, as Ansible resolves them."""

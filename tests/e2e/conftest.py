@@ -37,6 +37,12 @@ FLEET = yaml.safe_load((REPO / "inventory/local/group_vars/all.yml").read_text()
 PROJECT = FLEET
 
 
+# The plays a change of who trusts whom touches (site.yml's tags): the
+# containers' addresses, the agents' configs, the keys, the timers. An operator
+# applies such a change with `edgectl up --tags` the same way.
+TRUST_TAGS = "provision,agent,trust,timers"
+
+
 def container(host: str, fleet: str = FLEET) -> str:
     """The container of a host of the local fleet (its inventory's edgesync_container)."""
     return f"{fleet}-{host}"
@@ -172,8 +178,9 @@ class Fleet:
     def edited_inventory(
         self, where: Path, *, drop: str | None = None, untrust: tuple[str, str] | None = None
     ) -> Path:
-        """A copy of the fleet's inventory in ``where``: without host ``drop``,
-        and with ``untrust`` = (node host, name) taken off that node's trusted list."""
+        """A copy of the fleet's inventory in ``where``: without host ``drop``
+        (off every trusted list too, as an operator removes a host), and with
+        ``untrust`` = (node host, name) taken off that node's trusted list."""
         inventory = where / "inventory"
         shutil.copytree(self.inventory, inventory)
         hosts = yaml.safe_load((inventory / "hosts.yml").read_text())
@@ -183,11 +190,14 @@ class Fleet:
                 yield group.get("hosts", {})
                 yield from groups(group)
 
+        gone = [self.hosts[drop]["edgesync_name"]] if drop else []
         for members in groups(hosts["all"]):
             members.pop(drop, None)
-            if untrust and untrust[0] in members:
-                spec = members[untrust[0]]
-                spec["edgesync_trusted"] = [t for t in spec["edgesync_trusted"] if t != untrust[1]]
+            for host, spec in members.items():
+                names = [*gone, untrust[1]] if untrust and host == untrust[0] else gone
+                if spec and spec.get("edgesync_trusted") and names:
+                    spec["edgesync_trusted"] = [t for t in spec["edgesync_trusted"]
+                                                if t not in names]  # fmt: skip
         (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
         # A farm fronted by the dropped host loses its balancer with it (the
         # validation play refuses a balancer on a host the fleet lacks).
@@ -257,16 +267,21 @@ class Fleet:
     def digests(self) -> dict[str, str]:
         return {h: self.agent(h, "digest").stdout.strip() for h in self.hosts}
 
+    @property
+    def masters(self) -> list[str]:
+        return [p["host"] for p in self.plan if p["role"] == "master"]
+
     def converge(self, wanted: set[str], most: int = 5) -> tuple[list[str], set[str], dict, int]:
-        """Sync rounds until every ID ``wanted`` is on the master and all
+        """Sync rounds until every ID ``wanted`` is on every master and all
         digests agree (``most`` rounds at most): the last round's failed links,
-        what of ``wanted`` the master holds, the digests, the rounds run."""
-        master = self.host_of(next(p["name"] for p in self.plan if p["role"] == "master"))
+        what of ``wanted`` every master holds, the digests, the rounds run."""
         rounds = 0
         while rounds < most:
             rounds += 1
             failed = self.sync_round()
-            present = wanted & self.ids(master)
+            present = set(wanted)
+            for master in self.masters:
+                present &= self.ids(master)
             digests = self.digests()
             if not failed and present == wanted and len(set(digests.values())) == 1:
                 break
@@ -305,7 +320,21 @@ def previous_fleet(fleet, say):
 
 
 @pytest.fixture(scope="session")
-def cycle(previous_fleet, fleet, say, tmp_path_factory):
+def was(fleet, tmp_path_factory, say) -> Fleet:
+    """The fleet as its users had it at the previous release: inventory/local
+    without the hosts that release's own inventory lacks (the second master,
+    which the fleet gains after the rollout, in ``built``)."""
+    _version, tree = previous_release()
+    then = set(_inventory_hosts(tree / "inventory" / "local"))
+    inventory = fleet.inventory
+    for host in sorted(set(fleet.hosts) - then):
+        where = tmp_path_factory.mktemp(f"without-{host}")
+        inventory = Fleet(where, inventory, say).edited_inventory(where, drop=host)
+    return Fleet(tmp_path_factory.mktemp("was"), inventory, say)
+
+
+@pytest.fixture(scope="session")
+def cycle(previous_fleet, was, say, tmp_path_factory):
     """The update cycle: the fleet built at the previous release gets its
     farms' balancers (balancers.yml, as upgrade.yml would); writers on every
     host, a reader per farm and users reading and writing through the
@@ -314,6 +343,7 @@ def cycle(previous_fleet, fleet, say, tmp_path_factory):
     this release; then they stop and sync rounds run until everything is
     everywhere. Its figures are checked and printed by test_update.py; every
     other end-to-end test runs on the updated fleet."""
+    fleet = was
     balancers = fleet.playbook("balancers.yml")
     report(say, f"balancers.yml on the fleet of {previous_fleet.version}", balancers)
     assert balancers.rc == 0, failures(balancers)
@@ -335,6 +365,7 @@ def cycle(previous_fleet, fleet, say, tmp_path_factory):
     figures["converged"] = fleet.converge(figures["acked"] | figures["http_acked"])[:3]
     figures["runner"] = upgrade
     figures["cycle"] = run
+    figures["fleet"] = fleet
     return figures
 
 
@@ -344,10 +375,20 @@ BEFORE_ROLLOUT_S = 20
 
 
 @pytest.fixture(scope="session")
-def built(cycle, previous_fleet):
-    """The local fleet, built from nothing at the previous release and updated
-    to this one, once for every end-to-end test."""
-    return previous_fleet
+def built(cycle, fleet, say):
+    """The local fleet, built from nothing at the previous release, updated to
+    this one, then grown to inventory/local by this release's site.yml (its
+    second master: made, given its keys and timers, and filled by the next
+    rounds), once for every end-to-end test. The site.yml run."""
+    grow = fleet.playbook("site.yml")
+    new = sorted(set(fleet.hosts) - set(cycle["fleet"].hosts))
+    report(say, f"site.yml of this release adds {', '.join(new) or 'no host'}", grow)
+    assert grow.rc == 0, failures(grow)
+    started = time.monotonic()
+    failed, _present, digests, rounds = fleet.converge(set())
+    say(f"the grown fleet agrees after {rounds} round(s), {time.monotonic() - started:.0f} s")
+    assert failed == [] and len(set(digests.values())) == 1, (failed, digests)
+    return grow
 
 
 def report(say, label, runner):

@@ -69,3 +69,18 @@ def test_every_container_lives_on_a_provider_host_of_its_own_subnets():
     # the providers keep the operator's own SSH settings, not the containers' config
     group_vars = yaml.safe_load((REPO / "inventory/example/group_vars/providers.yml").read_text())
     assert group_vars["ansible_ssh_common_args"] == ""
+
+
+def test_the_example_has_two_masters_on_two_machines_and_every_node_lists_both():
+    listing = subprocess.run(
+        [str(BIN / "ansible-inventory"), "-i", "inventory/example", "--list"],
+        capture_output=True, text=True, cwd=REPO, check=True, timeout=120,
+    )  # fmt: skip
+    data = json.loads(listing.stdout)
+    hv = data["_meta"]["hostvars"]
+    masters = data["masters"]["hosts"]
+    assert len(masters) == 2
+    assert len({hv[m]["edgesync_provider_host"] for m in masters}) == 2
+    names = {hv[m]["edgesync_name"] for m in masters}
+    for node in data["nodes"]["hosts"]:
+        assert names <= set(hv[node]["edgesync_trusted"]), node

@@ -178,6 +178,18 @@ def test_progress_counts_hosts_and_says_each_failure_at_once():
     assert any("Write the config  [changed 1, failed 1, unreachable 1]" in line for line in lines)
 
 
+def test_an_ignored_failure_is_a_warning_not_a_failure():
+    lines = []
+    with Progress("sync.yml", lines.append, heartbeat_s=0) as progress:
+        progress({"event": "playbook_on_task_start", "event_data": {"task": "Name"}})
+        progress({"event": "runner_on_failed", "event_data": {
+            "host": "master02", "task": "Name", "ignore_errors": True,
+            "res": {"msg": "pull MASTER01: unreachable"}}})  # fmt: skip
+    assert progress.failures == []
+    assert progress.warnings == ["master02: Name: pull MASTER01: unreachable"]
+    assert any("WARNING master02: Name: pull MASTER01: unreachable" in line for line in lines)
+
+
 def test_a_quiet_task_gets_a_heartbeat_naming_the_hosts_it_waits_for():
     lines = []
     said = threading.Event()
@@ -251,6 +263,22 @@ def test_limits_of_only_exclusions_apply_to_every_host():
     assert _with_all("!edge03") == "all:!edge03"
     assert _with_all("&farm_lon_a:!edge03") == "all:&farm_lon_a:!edge03"
     assert _with_all("farm_lon_a:!edge03") == "farm_lon_a:!edge03"
+
+
+def test_up_refuses_a_tag_site_yml_does_not_have(capsys):
+    assert cli.main(["up", "--tags", "trust,trsut"]) == USAGE
+    assert "--tags: unknown part 'trsut'" in capsys.readouterr().err
+
+
+def test_up_knows_every_tag_of_site_yml():
+    import re
+    from pathlib import Path
+
+    books = Path(__file__).resolve().parents[2] / "playbooks"
+    text = (books / "site.yml").read_text() + (books / "balancers.yml").read_text()
+    found = {t.strip() for group in re.findall(r"tags: \[([^\]]*)\]", text)
+             for t in group.split(",")} - {"always"}  # fmt: skip
+    assert found == set(cli.UP_TAGS)
 
 
 def test_down_refuses_a_limit(capsys):

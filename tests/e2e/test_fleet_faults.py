@@ -418,6 +418,11 @@ def test_a_master_lost_with_its_data_then_rebuilt_by_edgectl_up(chaos, fleet, sa
     lost, kept = "master02", "master01"
     assert set(fleet.masters) == {lost, kept}, fleet.masters
     was = fleet.agent_json(lost, "status", "--json")["origin"]
+    # master02 made changes of its own (a master takes writes too), and a
+    # round carried them to the fleet before it was lost.
+    own = {fleet.agent_json(lost, "put", "pages", "--data", f'{{"title": "on master02 {i}"}}')["id"]
+           for i in range(3)}  # fmt: skip
+    assert fleet.sync_round() == []
     chaos.start_writers("lost")
     time.sleep(3)
     subprocess.run(["docker", "rm", "-f", container(lost)], check=True, capture_output=True)
@@ -455,6 +460,7 @@ def test_a_master_lost_with_its_data_then_rebuilt_by_edgectl_up(chaos, fleet, sa
                    rebuilt)  # fmt: skip
     rc, verified = edgectl("verify")
     assert rc == 0 and verified["agree"], verified
+    assert own <= fleet.ids(lost), "the rebuilt master lacks the changes its predecessor made"
 
 
 def test_after_the_faults_a_converged_fleet_has_an_empty_outbox(chaos, fleet):

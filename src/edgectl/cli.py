@@ -117,6 +117,29 @@ def up(inventory, limit, as_json, extra, tags):
     return _playbook("site.yml", inventory, limit, as_json, _extravars(extra), tags)
 
 
+@main_group.command(help="Copy the masters' backups to the controller, checked on arrival "
+                         "(backup.yml).")  # fmt: skip
+@_common
+def backup(inventory, limit, as_json):
+    return _playbook("backup.yml", inventory, limit, as_json)
+
+
+@main_group.command(help="Restore a host's database from a copy on the controller "
+                         "(restore.yml).")  # fmt: skip
+@click.option("-i", "--inventory", metavar="PATH")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON only (for CI).")
+@click.argument("host")
+@click.argument("copy", type=click.Path(dir_okay=False))
+def restore(inventory, as_json, host, copy):
+    _root, _inv, ansible = _context(inventory, None, as_json)
+    if ansible.list_hosts(host) != {host}:
+        raise UsageError(f"restore: {host!r} is not one host of the fleet")
+    if not Path(copy).is_file():
+        raise UsageError(f"restore: no copy at {copy}")
+    extravars = {"restore_host": host, "restore_from": str(Path(copy).resolve())}
+    return _finish(ansible.playbook("restore.yml", extravars), as_json)
+
+
 @main_group.command(help="One sync round in topology order (sync.yml).")
 @_common
 def sync(inventory, limit, as_json):

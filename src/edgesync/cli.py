@@ -58,7 +58,7 @@ def _read_data(raw: str) -> object:
 
 def cmd_init(args) -> int:
     store = open_store(args)
-    store.init()
+    store.init(new_incarnation=args.new_incarnation)
     _print({"initialised": str(store.config.db_path)})
     return 0
 
@@ -182,6 +182,12 @@ def cmd_backup(args) -> int:
     return 0
 
 
+def cmd_check_backup(args) -> int:
+    """Needs no config: it runs where a copy arrived (the controller too)."""
+    _print(Database.check_backup(args.path))
+    return 0
+
+
 def cmd_digest(args) -> int:
     """The digest as one hex line; with --json also per table; with --table, the
     buckets (or records) of one table under --prefix, for narrowing a difference."""
@@ -218,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "init", help="create the database, schema and signing key (harmless to repeat)"
     )
+    s.add_argument("--new-incarnation", action="store_true",
+                   help="a host made anew under a name the fleet knew: if this makes the "
+                        "signing key, start as a new incarnation of the name")  # fmt: skip
     s.set_defaults(fn=cmd_init)
 
     s = sub.add_parser("pubkey", help="print this node's public signing key: NAME KEY")
@@ -274,6 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep", type=int, metavar="N",
                    help="then remove all but the N newest backups in DATA_DIR/backups")  # fmt: skip
     s.set_defaults(fn=cmd_backup)
+
+    s = sub.add_parser("check-backup", help="check a backup's copy: PRAGMA integrity_check, "
+                       "an edgesync database (read-only; no config needed)")  # fmt: skip
+    s.add_argument("path")
+    s.set_defaults(fn=cmd_check_backup)
 
     s = sub.add_parser("digest", help="a digest of the visible content, equal on synced nodes")
     s.add_argument("--json", action="store_true", help="the total and each table's digest and rows")

@@ -156,6 +156,41 @@ class Database:
             raise
         return {"backup": str(path), "schema": version, "bytes": path.stat().st_size}
 
+    @staticmethod
+    def check_backup(path: str | os.PathLike) -> dict:
+        """A backup's copy, checked where it arrived: SQLite's ``PRAGMA
+        integrity_check`` answers ``ok`` and it is an edgesync database (its
+        schema version and its change log readable). Opened read-only: the
+        check changes nothing. Raises BadInput naming what is wrong."""
+        path = Path(path)
+        if not path.is_file():
+            raise BadInput(f"backup {path}: no such file")
+        try:
+            # immutable: no lock, no -wal or -shm made beside the copy
+            conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        except sqlite3.Error as exc:
+            raise BadInput(f"backup {path}: cannot be opened: {exc}") from None
+        try:
+            try:
+                found = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+            except sqlite3.DatabaseError as exc:
+                raise BadInput(f"backup {path}: damaged, or not a database: {exc}") from None
+            if found != ["ok"]:
+                raise BadInput(f"backup {path}: integrity_check failed: {found[0][:200]}")
+            try:
+                row = conn.execute(
+                    "SELECT value FROM _meta WHERE key = 'schema_version'"
+                ).fetchone()
+                changes = conn.execute("SELECT count(*) FROM _changes").fetchone()[0]
+            except sqlite3.DatabaseError as exc:
+                raise BadInput(f"backup {path}: not an edgesync database: {exc}") from None
+        finally:
+            conn.close()
+        if row is None:
+            raise BadInput(f"backup {path}: not an edgesync database: no schema version")
+        return {"backup": str(path), "integrity": "ok", "schema": int(row[0]),
+                "changes": changes, "bytes": path.stat().st_size}  # fmt: skip
+
     def prune_backups(self, keep: int) -> list[str]:
         """Remove all but the ``keep`` newest backups in DATA_DIR/backups (the
         ones ``backup`` names itself; nothing else there is touched). Returns

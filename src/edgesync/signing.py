@@ -131,13 +131,13 @@ class Signer:
         return b64(self._key.sign(DOMAIN + value))
 
 
-def read_keys_file(path: Path) -> dict[str, str]:
-    """``NAME BASE64`` lines (``#`` comments); a missing file holds no keys."""
-    keys: dict[str, str] = {}
+def _key_lines(path: Path | None) -> list[tuple[str, str]]:
+    """The ``NAME BASE64`` lines of a keys file (``#`` comments); a missing file has none."""
     try:
-        text = path.read_text()
+        text = path.read_text() if path is not None else ""
     except FileNotFoundError:
-        return keys
+        return []
+    out = []
     for num, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -145,8 +145,29 @@ def read_keys_file(path: Path) -> dict[str, str]:
         parts = line.split()
         if len(parts) != 2:
             raise BadInput(f"invalid keys file {path}:{num}: expected `NAME PUBLIC_KEY`")
-        keys[parts[0]] = parts[1]
-    return keys
+        out.append((parts[0], parts[1]))
+    return out
+
+
+def read_keys_file(path: Path | None) -> dict[str, str]:
+    """Each name's current key."""
+    return dict(_key_lines(path))
+
+
+def retired_path(keys_file: Path | None) -> Path | None:
+    """Beside the keys file: the keys the fleet's names signed with before
+    (a host made anew under its name has a new key), any number per name. A
+    file of its own, so agents of a release without it read the keys file as
+    before."""
+    return keys_file.with_name(keys_file.name + ".retired") if keys_file is not None else None
+
+
+def read_retired_file(path: Path | None) -> dict[str, list[str]]:
+    """Each name's earlier keys."""
+    out: dict[str, list[str]] = {}
+    for name, key in _key_lines(path):
+        out.setdefault(name, []).append(key)
+    return out
 
 
 class KeyRing:
@@ -160,12 +181,23 @@ class KeyRing:
         own: tuple[str, Ed25519PublicKey],
         listed: Callable[[], dict[str, str]],
         extra: Callable[[str], str | None] = lambda name: None,
+        retired: Callable[[], dict[str, list[str]]] = dict,
     ):
         self._listed = listed
         self._texts = listed()
         self._keys: dict[str, Ed25519PublicKey] = {own[0]: own[1]}
         self._extra = extra
         self._missing: set[str] = set()
+        self._retired_texts = retired
+        self._retired: dict[str, list[Ed25519PublicKey]] | None = None
+
+    def retired(self, node: str) -> list[Ed25519PublicKey]:
+        """The keys ``node``'s name signed with before its host was made anew:
+        they still prove the changes made then (read once, when first needed)."""
+        if self._retired is None:
+            self._retired = {name: [parse_public(t, name) for t in texts]
+                             for name, texts in self._retired_texts().items()}  # fmt: skip
+        return self._retired.get(node, [])
 
     def get(self, node: str) -> Ed25519PublicKey | None:
         key = self._keys.get(node)
@@ -246,11 +278,10 @@ def verify_batch(
                 f"refused: change {ch['o']}:{ch['n']} comes from an origin with no known "
                 f"public key ({node_of(ch['o'])} is not in this node's fleet keys)"
             )
-        try:
-            key.verify(unb64(ch["s"]), DOMAIN + values[pos])
-        except (InvalidSignature, binascii.Error, ValueError):
+        if not any(proves(k, b64(values[pos]), ch["s"])
+                   for k in (key, *keys.retired(node_of(ch["o"])))):  # fmt: skip
             raise Forged(
                 f"refused: change {ch['o']}:{ch['n']} does not carry {node_of(ch['o'])}'s "
                 "signature (forged or altered on the way)"
-            ) from None
+            )
     return values

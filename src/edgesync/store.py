@@ -58,6 +58,8 @@ from .signing import (
     b64,
     node_of,
     read_keys_file,
+    read_retired_file,
+    retired_path,
     sign_body,
     verify_batch,
 )
@@ -116,6 +118,7 @@ class Store:
                 (cfg.name, self.signer.public),
                 lambda: {**read_keys_file(cfg.keys_file), **cfg.keys},
                 self._local_key,
+                lambda: read_retired_file(retired_path(cfg.keys_file)),
             )
         return self._keys
 
@@ -138,10 +141,20 @@ class Store:
             self.relay.close()
         self.db.close()
 
-    def init(self) -> None:
-        """Create the schema and this node's signing key; harmless to run again."""
+    def init(self, new_incarnation: bool = False) -> None:
+        """Create the schema and this node's signing key; harmless to run again.
+
+        ``new_incarnation``: this host is made anew under a name the fleet
+        knew (its predecessor was lost with its data). When this init makes
+        the signing key, the node starts as a new incarnation of its name
+        (``NAME.XXXXXXXX``): nothing it makes is numbered in its
+        predecessor's origin, which the fleet holds and sends it back."""
+        fresh = not self.config.signing_key.exists()
         self.db.init_schema()
         self._signer = Signer.create(self.config.signing_key, self.config.name)
+        if new_incarnation and fresh:
+            with self.transaction():
+                incarnation.start(self.db, self.log, self.signer, self.config.name)
 
     def check_schema(self) -> None:
         self.db.check_schema()

@@ -19,11 +19,11 @@ from unittest.mock import patch
 import pytest
 from farm import Farm, resign
 
-from edgesync import forks, hlc
+from edgesync import forks, hlc, localfleet
 from edgesync.changes import encode
 from edgesync.errors import NotFound
 from edgesync.ids import new_id
-from edgesync.signing import GENESIS, KeyRing, Signer, b64, sign_body
+from edgesync.signing import GENESIS, KeyRing, Signer, b64, retired_path, sign_body
 
 FLEET = {
     "MASTER01": ("master", None, ()),
@@ -324,6 +324,53 @@ def test_an_edge_restored_from_an_old_backup_delivers_its_new_writes(fleet, tmp_
     more = fleet.put("EDGE01", title="and on")
     full_round(fleet)
     assert fleet.store("MASTER01").get("pages", more["id"])
+
+
+def made_anew(fleet, name: str, new_incarnation: bool = True) -> str:
+    """``name``'s host lost with its data (database and signing key) and made
+    anew by the playbooks: init (as a name the fleet knew, when told), the
+    keys file with its new key. Returns its old public key."""
+    fleet.close()
+    store = fleet.store(name)
+    cfg = store.config
+    old = cfg.signing_key.with_name(cfg.signing_key.name + ".pub").read_text().split()[1]
+    fleet.close()
+    for path in (cfg.db_path, cfg.signing_key):
+        for suffix in ("", "-wal", "-shm", ".pub"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+    fleet.store(name).init(new_incarnation=new_incarnation)
+    localfleet.share_keys(fleet.root, FLEET)
+    return old
+
+
+def test_a_host_made_anew_under_its_name_starts_a_new_incarnation_and_gets_its_past_back(fleet):
+    early = [fleet.put("EDGE01", title=f"before the loss {i}")["id"] for i in range(3)]
+    full_round(fleet)
+    old_key = made_anew(fleet, "EDGE01")
+    status = fleet.store("EDGE01").status()
+    assert status["origin"].startswith("EDGE01."), status["origin"]
+    after = [fleet.put("EDGE01", title=f"after the loss {i}")["id"] for i in range(2)]
+    # Its predecessor's changes carry the old key's signature: refused until
+    # the trust role lists that key as retired.
+    res = fleet.cli("EDGE01", "pull", "NODE01")
+    assert res.returncode == 3 and "does not carry EDGE01's signature" in res.stderr, res.stderr
+    retired_path(localfleet.keys_path(fleet.root)).write_text(f"EDGE01 {old_key}\n")
+    fleet.close()
+    full_round(fleet)
+    for name in FLEET:
+        for rid in early + after:
+            assert fleet.store(name).get("pages", rid), (name, rid)
+    assert len(set(fleet.digests().values())) == 1
+    # Nothing was numbered again in the old origin: no host sees a fork.
+    for name in FLEET:
+        assert fleet.store(name).status()["forks"] == [], name
+
+
+def test_init_for_a_host_that_exists_keeps_its_origin(fleet):
+    fleet.put("EDGE02", title="kept")
+    fleet.close()
+    fleet.store("EDGE02").init(new_incarnation=True)
+    assert fleet.store("EDGE02").status()["origin"] == "EDGE02"
 
 
 def one_line(res, codes=(2, 3, 4)) -> str:

@@ -32,7 +32,8 @@ fi
 echo "== benchmarks (quick; full figures: run them without --quick)"
 .venv/bin/python benchmarks/bench_store.py --quick
 (cd benchmarks && ../.venv/bin/python bench_sync.py --quick)
-# The fleet-size curve's smallest point, N = 2 (it replaces the local fleet; the full curve:
+# The fleet's commands on the local fleet the tests leave (no teardown; the
+# fleet-size curve replaces the local fleet:
 # .venv/bin/python benchmarks/bench_fleet.py --sizes 4,8,16).
 .venv/bin/python benchmarks/bench_fleet.py --quick
 # The HTTP face: the seed's 230 -> 43 ms over simulated links, latency under load,

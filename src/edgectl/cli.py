@@ -136,6 +136,8 @@ def restore(inventory, as_json, host, copy):
         raise UsageError(f"restore: {host!r} is not one host of the fleet")
     if not Path(copy).is_file():
         raise UsageError(f"restore: no copy at {copy}")
+    if "{" in copy or "%" in copy:  # Ansible would template it (a name made to run code)
+        raise UsageError(f"restore: {copy!r}: a path with '{{' or '%' is not taken")
     extravars = {"restore_host": host, "restore_from": str(Path(copy).resolve())}
     return _finish(ansible.playbook("restore.yml", extravars), as_json)
 

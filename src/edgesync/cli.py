@@ -184,7 +184,7 @@ def cmd_backup(args) -> int:
 
 def cmd_check_backup(args) -> int:
     """Needs no config: it runs where a copy arrived (the controller too)."""
-    _print(Database.check_backup(args.path))
+    _print(Database.check_backup(args.path, args.name))
     return 0
 
 
@@ -287,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("check-backup", help="check a backup's copy: PRAGMA integrity_check, "
                        "an edgesync database (read-only; no config needed)")  # fmt: skip
     s.add_argument("path")
+    s.add_argument("--name", help="refuse a copy of any node but this one")
     s.set_defaults(fn=cmd_check_backup)
 
     s = sub.add_parser("digest", help="a digest of the visible content, equal on synced nodes")

@@ -157,38 +157,61 @@ class Database:
         return {"backup": str(path), "schema": version, "bytes": path.stat().st_size}
 
     @staticmethod
-    def check_backup(path: str | os.PathLike) -> dict:
+    def check_backup(path: str | os.PathLike, name: str | None = None,
+                     limit_s: float = 600.0) -> dict:  # fmt: skip
         """A backup's copy, checked where it arrived: SQLite's ``PRAGMA
-        integrity_check`` answers ``ok`` and it is an edgesync database (its
-        schema version and its change log readable). Opened read-only: the
-        check changes nothing. Raises BadInput naming what is wrong."""
+        integrity_check`` answers ``ok``, and it is an edgesync database (its
+        schema version, change log and origin are tables and readable) of node
+        ``name`` when given (a copy of another host would sign as that one).
+        The file came from a host: opened read-only, no lock, no -wal made,
+        the schema's own code never run (trusted_schema off, only tables
+        read), and the whole check stopped after ``limit_s``. Raises BadInput
+        naming what is wrong."""
         path = Path(path)
         if not path.is_file():
             raise BadInput(f"backup {path}: no such file")
         try:
-            # immutable: no lock, no -wal or -shm made beside the copy
             conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
         except sqlite3.Error as exc:
             raise BadInput(f"backup {path}: cannot be opened: {exc}") from None
+        deadline = time.monotonic() + limit_s
+        conn.set_progress_handler(lambda: time.monotonic() > deadline, 100_000)
         try:
             try:
+                conn.execute("PRAGMA trusted_schema = OFF")
                 found = [row[0] for row in conn.execute("PRAGMA integrity_check")]
+                tables = {r[0] for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table'")}  # fmt: skip
             except sqlite3.DatabaseError as exc:
+                if time.monotonic() > deadline:
+                    raise BadInput(f"backup {path}: its check took over {limit_s:.0f} s") from None
                 raise BadInput(f"backup {path}: damaged, or not a database: {exc}") from None
             if found != ["ok"]:
-                raise BadInput(f"backup {path}: integrity_check failed: {found[0][:200]}")
+                raise BadInput(f"backup {path}: integrity_check failed: {str(found[0])[:200]}")
+            missing = [t for t in ("_meta", "_changes", "_signing") if t not in tables]
+            if missing:
+                raise BadInput(f"backup {path}: not an edgesync database: no table {missing[0]}")
             try:
                 row = conn.execute(
                     "SELECT value FROM _meta WHERE key = 'schema_version'"
                 ).fetchone()
                 changes = conn.execute("SELECT count(*) FROM _changes").fetchone()[0]
+                origin = conn.execute("SELECT origin FROM _signing").fetchone()
             except sqlite3.DatabaseError as exc:
                 raise BadInput(f"backup {path}: not an edgesync database: {exc}") from None
         finally:
             conn.close()
-        if row is None:
+        try:
+            schema = int(row[0]) if row is not None else None
+        except (TypeError, ValueError):
+            schema = None
+        if schema is None:
             raise BadInput(f"backup {path}: not an edgesync database: no schema version")
-        return {"backup": str(path), "integrity": "ok", "schema": int(row[0]),
+        origin = origin[0] if origin and isinstance(origin[0], str) else ""
+        node = origin.split(".", 1)[0]
+        if name is not None and node != name:
+            raise BadInput(f"backup {path}: a copy of {node[:40] or 'no node'!r}, not of {name}")
+        return {"backup": str(path), "integrity": "ok", "schema": schema, "node": node,
                 "changes": changes, "bytes": path.stat().st_size}  # fmt: skip
 
     def prune_backups(self, keep: int) -> list[str]:

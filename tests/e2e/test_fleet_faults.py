@@ -479,7 +479,7 @@ def test_a_masters_backup_copied_off_its_host_then_restored_from_the_copy(chaos,
     rc, report = edgectl("backup")
     assert rc == 0, report
     where = Path(fleet.admin_dir) / "backups" / fleet.name
-    copies = {m: sorted((where / m).glob("edgesync-schema*-*Z.db")) for m in fleet.masters}
+    copies = {m: sorted((where / m).glob(f"{m}-schema*-*Z.db")) for m in fleet.masters}
     assert all(copies.values()) and not list(where.glob("*/*.part")), copies
     copy = copies["master01"][-1]
     checked = subprocess.run([sys.executable, "-m", "edgesync", "check-backup", str(copy)],

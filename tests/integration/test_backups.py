@@ -67,3 +67,37 @@ def test_check_backup_needs_no_config(tmp_path, farm):
     res = subprocess.run([sys.executable, "-m", "edgesync", "check-backup", str(copy)],
                          capture_output=True, text=True, cwd=tmp_path)  # fmt: skip
     assert res.returncode == 0, res.stderr
+
+
+def test_a_copy_of_another_node_is_refused_when_the_name_is_given(farm, tmp_path):
+    copy = tmp_path / "copy.db"
+    assert farm.cli("EDGE01", "backup", str(copy)).returncode == 0
+    assert farm.cli("EDGE01", "check-backup", str(copy), "--name", "EDGE01").returncode == 0
+    res = farm.cli("EDGE01", "check-backup", str(copy), "--name", "EDGE02")
+    assert res.returncode == 2 and "a copy of 'EDGE01', not of EDGE02" in res.stderr, res.stderr
+
+
+def test_a_crafted_copy_runs_none_of_its_own_code_and_gets_one_line(farm, tmp_path):
+    """A host sent it: views standing for the tables (a query that would never
+    end) and a schema version that is no number are named, never run."""
+    crafted = tmp_path / "crafted.db"
+    db = sqlite3.connect(crafted)
+    db.executescript(
+        "CREATE TABLE _signing(one, origin, head, confirmed);"
+        "CREATE TABLE _changes(seq);"
+        "CREATE VIEW _meta AS WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c)"
+        " SELECT 'schema_version' AS key, x AS value FROM c;"
+    )
+    db.close()
+    res = check(farm, crafted)
+    assert res.returncode == 2 and "not an edgesync database: no table _meta" in res.stderr
+    odd = tmp_path / "odd.db"
+    db = sqlite3.connect(odd)
+    db.executescript(
+        "CREATE TABLE _signing(one, origin, head, confirmed);"
+        "CREATE TABLE _changes(seq); CREATE TABLE _meta(key, value);"
+        "INSERT INTO _meta VALUES ('schema_version', 'x' || char(10) || 'y');"
+    )
+    db.close()
+    res = check(farm, odd)
+    assert res.returncode == 2 and "no schema version" in res.stderr and res.stderr.count("\n") == 1

@@ -281,6 +281,13 @@ def test_up_knows_every_tag_of_site_yml():
     assert found == set(cli.UP_TAGS)
 
 
+def test_restore_refuses_a_path_ansible_would_template(capsys, tmp_path):
+    named = tmp_path / "master01-schema5-{{ lookup('pipe', 'id') }}Z.db"
+    named.write_text("")
+    assert cli.main(["restore", "master01", str(named)]) == USAGE
+    assert "a path with '{' or '%' is not taken" in capsys.readouterr().err
+
+
 def test_down_refuses_a_limit(capsys):
     assert cli.main(["down", "--limit", "edge03"]) == USAGE
     assert "--limit is not supported" in capsys.readouterr().err

@@ -9,10 +9,10 @@ import shutil
 from pathlib import Path
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,10 +63,26 @@ class Visit:
         browser has navigated)."""
         page = self.driver.find_element(By.TAG_NAME, "html")
         self.driver.find_element(by, what).click()
-        WebDriverWait(self.driver, 20).until(expected_conditions.staleness_of(page))
+        WebDriverWait(self.driver, 20).until(lambda _driver: _replaced(page))
 
     def submit(self) -> None:
         self.click(By.CSS_SELECTOR, "main form button[type=submit]")
 
     def heading(self) -> str:
         return self.driver.find_element(By.TAG_NAME, "h1").text
+
+
+def _replaced(page) -> bool:
+    """True once ``page`` (the old document's root) has left the document: the
+    browser navigated. Mid-navigation chromedriver may say so with an
+    inspector error ("does not belong to the document") instead of a stale
+    element: the same fact."""
+    try:
+        page.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
+    return False

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import PROJECT, TRUST_TAGS, container
-from runner_events import failures
+from conftest import PROJECT, container
 from update_cycle import FarmUsers
 
 from edgectl import users
@@ -384,22 +383,6 @@ def ready(url: str) -> bool:
         return httpx.get(f"{url}/readyz", timeout=2, trust_env=False).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def test_a_nodes_key_removed_from_the_inventory_then_site_yml(chaos, fleet, tmp_path):
-    chaos.start_writers("revoke")
-    inventory = fleet.edited_inventory(tmp_path, drop="node02", untrust=("node01", "NODE02"))
-    try:
-        run = fleet.playbook("site.yml", inventory=inventory, tags=TRUST_TAGS)
-        assert run.rc == 0, failures(run)
-        refused = fleet.agent("node02", "push", "MASTER01", check=False)
-        assert refused.returncode == 3, refused.stderr
-    finally:
-        restore = fleet.playbook("site.yml", tags=TRUST_TAGS)
-        assert restore.rc == 0, failures(restore)
-    recovered = time.monotonic()
-    chaos.converge("node02's key out, site.yml, then back",
-                   chaos.stop_writers("revoke"), recovered)  # fmt: skip
 
 
 def edgectl(*args: str) -> tuple[int, dict]:

@@ -95,17 +95,7 @@ def measure(n: int, where: Path) -> dict:
     print(f"N={n}: tearing down, then site.yml from nothing ...", flush=True)
     edgectl("down", "-i", inv)
     site, _ = edgectl("up", "-i", inv)
-    again, answer = edgectl("up", "-i", inv)
-    changed = sum(h["changed"] for h in answer["hosts"].values())
-    sync, _ = edgectl("sync", "-i", inv)
-    status, answer = edgectl("status", "-i", inv)
-    answered = sum(1 for h in answer["hosts"] if "version" in h)
-    hosts = n + len(MASTERS) + len(NODES)
-    row = {"edges": n, "hosts": hosts, "site": site, "site_again": again, "sync": sync,
-           "site_again_changed": changed, "status": status, "answered": answered}  # fmt: skip
-    print(f"N={n}: site {site:.0f} s, again {again:.0f} s (changed={changed}), sync {sync:.0f} s,"
-          f" status {status:.1f} s ({answered}/{hosts} answered)", flush=True)  # fmt: skip
-    return row
+    return converged(inv, site, f"N={n}")
 
 
 def measure_local() -> dict:
@@ -117,6 +107,11 @@ def measure_local() -> dict:
     if not any("version" in h for h in answer.get("hosts", [])):
         print("local fleet: no host answers; site.yml from nothing ...", flush=True)
         site, _ = edgectl("up", "-i", inv)
+    return converged(inv, site, "local fleet")
+
+
+def converged(inv: str, site: float | None, label: str) -> dict:
+    """On a built fleet: site.yml again (what it changed), a round, status."""
     again, answer = edgectl("up", "-i", inv)
     changed = sum(h["changed"] for h in answer["hosts"].values())
     sync, _ = edgectl("sync", "-i", inv)
@@ -124,8 +119,10 @@ def measure_local() -> dict:
     answered = sum(1 for h in answer["hosts"] if "version" in h)
     edges = sum(1 for h in answer["hosts"] if h["role"] == "edge")
     hosts = len(answer["hosts"])
-    print(f"local fleet (N={edges}): again {again:.0f} s (changed={changed}), sync {sync:.0f} s,"
-          f" status {status:.1f} s ({answered}/{hosts} answered)", flush=True)  # fmt: skip
+    built = f"site {site:.0f} s, " if site is not None else ""
+    print(f"{label} ({edges} edges): {built}again {again:.0f} s (changed={changed}), "
+          f"sync {sync:.0f} s, status {status:.1f} s ({answered}/{hosts} answered)",
+          flush=True)  # fmt: skip
     return {"edges": edges, "hosts": hosts, "site": site, "site_again": again, "sync": sync,
             "site_again_changed": changed, "status": status, "answered": answered}  # fmt: skip
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +11,11 @@ from pathlib import Path
 from edgesync import localfleet
 from edgesync.agent import open_store
 from edgesync.changes import encode
+from edgesync.errors import NotFound
 from edgesync.localsshd import keygen
 from edgesync.signing import sign_body
 from edgesync.store import Store
+from edgesync.sync import sync
 
 # name: (role, farm, trusted)
 SEVEN = {
@@ -141,3 +144,40 @@ def resign(change: dict, store) -> dict:
     body = encode({k: change[k] for k in "onhtikd"})
     body, _value = sign_body(store.signer, change["p"], body)
     return json.loads(body)
+
+
+def play(farm: Farm, steps) -> tuple[list[str], set[str]]:
+    """Play a property test's random history on ``farm``: ("create", name,
+    title), ("edit", name, i, column, text), ("delete", name, i), ("sync",
+    (initiator, action, target)), ("redeliver", source, dest, seed): part of
+    one log, shuffled and duplicated, applied straight. Returns the IDs
+    created and those deleted."""
+    created: list[str] = []
+    deleted: set[str] = set()
+    for step in steps:
+        kind, name = step[0], step[1]
+        if kind == "create":
+            created.append(farm.put(name, section="s", title=step[2])["id"])
+        elif kind in ("edit", "delete") and created:
+            rid = created[step[2] % len(created)]
+            try:
+                if kind == "edit":
+                    farm.store(name).put("pages", {"id": rid, step[3]: step[4]})
+                else:
+                    farm.store(name).delete("pages", rid)
+                    deleted.add(rid)
+            except NotFound:
+                pass  # not here yet, or deleted: a user would get "not found" too
+        elif kind == "sync":
+            initiator, action, target = step[1]
+            sync(farm.store(initiator), target, action)
+        elif kind == "redeliver":
+            # A duplicated, reordered delivery: part of one log, shuffled, twice.
+            source, dest, seed = step[1], step[2], step[3]
+            rng = random.Random(seed)
+            log = [json.loads(b) for _s, b, _o, _n in farm.store(source).changes_after(0, 10**6)]
+            part = rng.sample(log, len(log) // 2) * 2
+            rng.shuffle(part)
+            if part:
+                farm.store(dest).apply_changes(part)
+    return created, deleted

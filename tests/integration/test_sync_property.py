@@ -1,17 +1,14 @@
 """Random writes on random nodes, random allowed syncs with duplicated and
 reordered deliveries, then one full round: every node agrees."""
 
-import json
-import random
 import tempfile
 from pathlib import Path
 
 import pytest
-from farm import ALLOWED, REFUSED_BY_RECEIVER, ROUND, SEVEN, Farm
+from farm import ALLOWED, REFUSED_BY_RECEIVER, ROUND, SEVEN, Farm, play
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edgesync.errors import NotFound
 from edgesync.sync import sync
 
 LINKS = sorted(ALLOWED - REFUSED_BY_RECEIVER)
@@ -39,37 +36,8 @@ def test_random_histories_converge(steps, tmp_root, redis_server):
     redis_server.client().flushall()
     root = Path(tempfile.mkdtemp(dir=tmp_root))
     farm = Farm(root, redis_server.url, SEVEN)
-    created: list[str] = []
-    deleted: set[str] = set()
     try:
-        for step in steps:
-            kind, name = step[0], step[1]
-            if kind == "create":
-                created.append(farm.put(name, section="s", title=step[2])["id"])
-            elif kind in ("edit", "delete") and created:
-                rid = created[step[2] % len(created)]
-                try:
-                    if kind == "edit":
-                        farm.store(name).put("pages", {"id": rid, step[3]: step[4]})
-                    else:
-                        farm.store(name).delete("pages", rid)
-                        deleted.add(rid)
-                except NotFound:
-                    pass  # not here yet, or deleted: a user would get "not found" too
-            elif kind == "sync":
-                initiator, action, target = step[1]
-                sync(farm.store(initiator), target, action)
-            elif kind == "redeliver":
-                # A duplicated, reordered delivery: part of one log, shuffled, twice.
-                source, dest, seed = step[1], step[2], step[3]
-                rng = random.Random(seed)
-                log = [
-                    json.loads(b) for _s, b, _o, _n in farm.store(source).changes_after(0, 10**6)
-                ]
-                part = rng.sample(log, len(log) // 2) * 2
-                rng.shuffle(part)
-                if part:
-                    farm.store(dest).apply_changes(part)
+        created, deleted = play(farm, steps)
         for initiator, action, target in ROUND:
             sync(farm.store(initiator), target, action)
         digests = farm.digests()

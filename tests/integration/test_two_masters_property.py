@@ -5,18 +5,15 @@ holds the same content (one digest), whichever master a host heard last.
 Slug clashes between records made on the two masters settle alike
 everywhere."""
 
-import json
-import random
 import tempfile
 from pathlib import Path
 
 import pytest
-from farm import Farm
+from farm import Farm, play
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edgesync import topology
-from edgesync.errors import NotFound
 from edgesync.sync import sync
 
 FLEET = {
@@ -62,35 +59,8 @@ def test_writes_on_both_masters_in_any_delivery_order_end_in_one_digest(
 ):
     redis_server.client().flushall()
     farm = Farm(Path(tempfile.mkdtemp(dir=tmp_root)), redis_server.url, FLEET)
-    created: list[str] = []
-    deleted: set[str] = set()
     try:
-        for step in steps:
-            kind, name = step[0], step[1]
-            if kind == "create":
-                created.append(farm.put(name, section="s", title=step[2])["id"])
-            elif kind in ("edit", "delete") and created:
-                rid = created[step[2] % len(created)]
-                try:
-                    if kind == "edit":
-                        farm.store(name).put("pages", {"id": rid, step[3]: step[4]})
-                    else:
-                        farm.store(name).delete("pages", rid)
-                        deleted.add(rid)
-                except NotFound:
-                    pass  # not here yet, or deleted
-            elif kind == "sync":
-                initiator, action, target = step[1]
-                sync(farm.store(initiator), target, action)
-            elif kind == "redeliver":
-                source, dest, seed = step[1], step[2], step[3]
-                rng = random.Random(seed)
-                log = [json.loads(b)
-                       for _s, b, _o, _n in farm.store(source).changes_after(0, 10**6)]  # fmt: skip
-                part = rng.sample(log, len(log) // 2) * 2
-                rng.shuffle(part)
-                if part:
-                    farm.store(dest).apply_changes(part)
+        created, deleted = play(farm, steps)
         for initiator, action, target in ROUND:
             sync(farm.store(initiator), target, action)
         digests = farm.digests()

@@ -53,12 +53,17 @@ def test_a_fleet_name_that_cannot_name_a_bridge_is_refused_in_one_line(tmp_path)
     assert 'fleet_name "Staging-Fleet": must be 1 to 12 lowercase letters and digits' in line
 
 
-def test_every_container_lives_on_a_provider_host_of_its_own_subnets():
+def example_listing() -> dict:
+    """inventory/example as Ansible reads it (ansible-inventory --list)."""
     listing = subprocess.run(
         [str(BIN / "ansible-inventory"), "-i", "inventory/example", "--list"],
         capture_output=True, text=True, cwd=REPO, check=True, timeout=120,
     )  # fmt: skip
-    data = json.loads(listing.stdout)
+    return json.loads(listing.stdout)
+
+
+def test_every_container_lives_on_a_provider_host_of_its_own_subnets():
+    data = example_listing()
     hostvars = data["_meta"]["hostvars"]
     providers = set(data["providers"]["hosts"])
     fleet = {h: hv for h, hv in hostvars.items() if "edgesync_role" in hv}
@@ -72,11 +77,7 @@ def test_every_container_lives_on_a_provider_host_of_its_own_subnets():
 
 
 def test_the_example_has_two_masters_on_two_machines_and_every_node_lists_both():
-    listing = subprocess.run(
-        [str(BIN / "ansible-inventory"), "-i", "inventory/example", "--list"],
-        capture_output=True, text=True, cwd=REPO, check=True, timeout=120,
-    )  # fmt: skip
-    data = json.loads(listing.stdout)
+    data = example_listing()
     hv = data["_meta"]["hostvars"]
     masters = data["masters"]["hosts"]
     assert len(masters) == 2

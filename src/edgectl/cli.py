@@ -4,11 +4,12 @@ through ansible-runner and reads the fleet's answers.
     edgectl up | sync | rollout | down     site.yml, sync.yml, upgrade.yml, teardown.yml
     edgectl status                         one table for the fleet
     edgectl verify                         prove convergence, or narrow down the difference
-    edgectl graph                          draw who may push to and pull from whom
+    edgectl graph [--all-links]            draw who pushes to and pulls from whom (Graphviz)
 
 Exit codes: 0 done (status: no host needs attention; verify: all agree),
 1 the fleet let it down (a failed task, an unreachable host, a host needing
-attention, differing content), 2 bad usage or input.
+attention, differing content), 2 bad usage or input (graph: also no working
+Graphviz).
 """
 
 from __future__ import annotations
@@ -281,17 +282,20 @@ def verify_(inventory, limit, as_json, max_records):
     return OK if report["agree"] else FLEET
 
 
-@main_group.command(help="Draw the topology (SVG and DOT; PNG too where Graphviz is installed).")
+@main_group.command(help="Draw the topology with Graphviz: OUT.dot, and from it OUT.svg and "
+                         "OUT.png (exit 2 without Graphviz's dot, OUT.dot written).")  # fmt: skip
 @click.option("-i", "--inventory", metavar="PATH")
 @click.option("-o", "--out", "where", default="fleet", show_default=True,
               help="Path of the files to write, without suffix.")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True)
-def graph(inventory, where, as_json):
+@click.option("--all-links", is_flag=True,
+              help="Also what the policy allows but no timer runs (dashed, grey).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON only: the files written.")
+def graph(inventory, where, all_links, as_json):
     root = project.project_dir()
     inv = project.inventory_path(root, inventory)
     listing = project.read_inventory(root, inv)
     fleet = project.fleet_of(listing)
-    written = graphs.render(fleet, Path(where), project.balancers_of(listing, fleet))
+    written = graphs.render(fleet, Path(where), project.balancers_of(listing, fleet), all_links)
     if as_json:
         print(json.dumps({"files": [str(p) for p in written]}))
     else:

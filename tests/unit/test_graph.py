@@ -1,16 +1,17 @@
 """edgectl graph: the picture of who may push to and pull from whom."""
 
+import json
 import os
-import shutil
+import re
 import stat
 import sys
 import xml.etree.ElementTree as ET
-from itertools import combinations
 from pathlib import Path
 
 import pytest
 
-from edgectl import graph, project
+from edgectl import cli, graph, project
+from edgectl.errors import USAGE, UsageError
 from edgesync import farms, topology
 from edgesync.policy import may_accept, may_initiate
 
@@ -116,123 +117,89 @@ def test_the_scheduled_links_are_the_ones_the_timers_run():
     assert any(not lk["scheduled"] for lk in links)
 
 
-# -- the SVG ---------------------------------------------------------------------
-
-
-def parse_svg(fleet):
-    links = graph.allowed_links(fleet)
-    return ET.fromstring(graph.to_svg(fleet, links)), links
-
-
-def test_the_svg_parses_names_every_host_and_draws_one_arrow_per_link():
-    root, links = parse_svg(LOCAL)
-    texts = {t.text for t in root.iter(f"{SVG}text")}
-    for h in LOCAL:
-        assert h["name"] in texts
-    assert "edgesync fleet: 1 master, 2 nodes, 4 edges in 2 farms" in texts
-    arrows = [p for p in root.iter(f"{SVG}path") if "link" in p.get("class", "").split()]
-    assert len(arrows) == len(links)
-    drawn = {(p.get("data-initiator"), p.get("data-action"), p.get("data-target")) for p in arrows}
-    assert drawn == keys(links)
-    assert all(p.get("marker-end", "").startswith("url(#head-") for p in arrows)
-    for p in arrows:
-        lk = next(lk for lk in links if keys([lk]) == {(p.get("data-initiator"),
-                  p.get("data-action"), p.get("data-target"))})  # fmt: skip
-        assert ("stroke-dasharray" in p.attrib) == (lk["action"] == "pull")
-        if not lk["scheduled"]:
-            assert p.get("stroke") == graph.COLOURS["allowed"]
-
-
-def test_links_between_edges_of_one_farm_are_curves_inside_its_box():
-    root, _links = parse_svg(LOCAL)
-    farm = next(r for r in root.iter(f"{SVG}rect") if r.get("class") == "farm")
-    x, y = float(farm.get("x")), float(farm.get("y"))
-    w, h = float(farm.get("width")), float(farm.get("height"))
-    pair = {"EDGE01", "EDGE02"}
-    inside = [p for p in root.iter(f"{SVG}path")
-              if {p.get("data-initiator"), p.get("data-target")} == pair]  # fmt: skip
-    assert len(inside) == 4  # a push and a pull each way
-    for p in inside:
-        words = p.get("d").split()
-        assert words[3] == "Q"
-        points = [float(v) for v in words[1:3] + words[4:]]
-        (sx, sy), (cx, cy), (ex, ey) = zip(points[::2], points[1::2], strict=True)
-        # Points along the quadratic curve, ends included, lie in the box.
-        for t in (i / 10 for i in range(11)):
-            px = (1 - t) ** 2 * sx + 2 * (1 - t) * t * cx + t**2 * ex
-            py = (1 - t) ** 2 * sy + 2 * (1 - t) * t * cy + t**2 * ey
-            assert x <= px <= x + w and y <= py <= y + h
-        # The control point lies off the line between the ends: a curve.
-        assert abs((ex - sx) * (cy - sy) - (ey - sy) * (cx - sx)) > 1
-
-
-def test_a_hostile_name_cannot_break_the_svg():
-    fleet = [dict(h) for h in LOCAL]
-    evil = "EDGE<01>&\"'x"
-    fleet[3]["name"] = evil
-    fleet[1]["trusted"] = ["MASTER01", "NODE02", evil, "EDGE02"]
-    fleet[4]["provider"] = "<script>&"
-    root, links = parse_svg(fleet)
-    assert evil in {t.text for t in root.iter(f"{SVG}text")}
-    assert any(lk["initiator"] == evil for lk in links)
-    arrows = [p for p in root.iter(f"{SVG}path") if p.get("data-initiator") == evil]
-    assert arrows and len(arrows) == sum(lk["initiator"] == evil for lk in links)
-    dot = graph.to_dot(fleet, links)
-    assert '"host:EDGE<01>&\\"\'x"' in dot
-
-
-def boxes(root, cls):
-    return [(float(r.get("x")), float(r.get("y")), float(r.get("width")), float(r.get("height")))
-            for r in root.iter(f"{SVG}rect") if r.get("class") == cls]  # fmt: skip
-
-
-def overlap(a, b):
-    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
-
-
-def test_sixteen_edges_in_four_farms_have_no_overlapping_boxes():
-    fleet = big_fleet(4, 4)
-    root, links = parse_svg(fleet)
-    hosts, farms = boxes(root, "host"), boxes(root, "farm")
-    assert len(hosts) == len(fleet) and len(farms) == 4
-    for a, b in combinations(hosts, 2):
-        assert not overlap(a, b), (a, b)
-    for a, b in combinations(farms, 2):
-        assert not overlap(a, b), (a, b)
-    # Each edge sits inside exactly one farm box.
-    edges = [b for b in hosts if b[1] >= min(f[1] for f in farms)]
-    assert len(edges) == 16
-    for e in edges:
-        assert sum(f[0] <= e[0] and e[0] + e[2] <= f[0] + f[2] and f[1] <= e[1]
-                   and e[1] + e[3] <= f[1] + f[3] for f in farms) == 1  # fmt: skip
-    width = float(root.get("width"))
-    assert all(x >= 0 and x + w <= width for x, _y, w, _h in hosts + farms)
-    assert len([p for p in root.iter(f"{SVG}path") if p.get("data-action")]) == len(links)
-
-
-def test_the_picture_widens_with_the_number_of_farms():
-    two = float(parse_svg(big_fleet(2, 4))[0].get("width"))
-    six = float(parse_svg(big_fleet(6, 4))[0].get("width"))
-    assert six > two
-
-
 # -- the DOT ---------------------------------------------------------------------
 
 
-def test_the_dot_text_holds_every_link_in_layered_clusters():
+def words(lk):
+    how = "runs on the timers" if lk["scheduled"] else "allowed, not scheduled"
+    return f"{lk['initiator']} {lk['action']} {lk['target']} ({how})"
+
+
+def lines_with(dot, text):
+    return [line for line in dot.splitlines() if text in line]
+
+
+@pytest.mark.parametrize("all_links", [False, True])
+def test_every_host_is_one_node_on_its_roles_rank(all_links):
+    dot = graph.to_dot(LOCAL, graph.allowed_links(LOCAL), all_links=all_links)
+    for h in LOCAL:
+        assert len(lines_with(dot, f'"host:{h["name"]}" [label="{h["name"]}\\n')) == 1
+    assert '{ rank=same; "rank:0"; "host:MASTER01"; legend; }' in dot
+    assert '{ rank=same; "rank:1"; "host:NODE01"; "host:NODE02"; }' in dot
+    edges = '"host:EDGE01"; "host:EDGE02"; "host:EDGE03"; "host:EDGE04";'
+    assert f'{{ rank=same; "rank:2"; {edges} }}' in dot
+    assert '"host:NODE01" [label="NODE01\\nnode · docker"' in dot
+    assert "edgesync fleet: 1 master, 2 nodes, 4 edges in 2 farms" in dot
+
+
+def test_each_farm_is_a_cluster_of_its_edges():
+    dot = graph.to_dot(LOCAL, graph.allowed_links(LOCAL))
+    assert dot.count("subgraph cluster_farm_") == 2
+    lon_b = dot.split("subgraph cluster_farm_1 {")[1].split("\n  }")[0]
+    assert '"farm lon-b"' in lon_b
+    assert '"host:EDGE03" [' in lon_b and '"host:EDGE04" [' in lon_b
+    assert '"host:EDGE01" [' not in lon_b
+
+
+def test_the_scheduled_links_are_drawn_strong_and_the_others_not_by_default():
     links = graph.allowed_links(LOCAL)
     dot = graph.to_dot(LOCAL, links)
     for lk in links:
-        assert graph._link_words(lk) in dot
-    assert dot.count("subgraph cluster_farm_") == 2
-    assert '"farm lon-a"' in dot and '"farm lon-b"' in dot
-    assert '{ rank=same; "rank:0"; "host:MASTER01"; }' in dot
-    assert '"host:NODE01" [label="NODE01\\nnode · docker"' in dot
-    assert "cluster_legend" in dot
-    push = next(line for line in dot.splitlines() if "NODE01 push MASTER01" in line)
-    assert "style=solid" in push and graph.COLOURS["push"] in push
-    pull = next(line for line in dot.splitlines() if "MASTER01 pull NODE01" in line)
-    assert "style=dashed" in pull and graph.COLOURS["allowed"] in pull
+        assert (words(lk) in dot) == lk["scheduled"], lk
+    assert "style=dashed" not in dot and graph.COLOURS["allowed"] not in dot
+    hidden = sum(not lk["scheduled"] for lk in links)
+    assert f"{hidden} more links the policy allows are not drawn (--all-links)" in dot
+    push = lines_with(dot, "NODE01 push MASTER01 (runs on the timers)")
+    assert len(push) == 1 and "penwidth=2.2" in push[0]
+    # One line from MASTER01 down to NODE01, with a strand per action, arrowhead up.
+    colours = f'color="{graph.COLOURS["push"]}:{graph.COLOURS["pull"]}"'
+    assert push[0].strip().startswith('"host:MASTER01" -> "host:NODE01"')
+    assert colours in push[0] and "dir=back" in push[0] and "constraint" not in push[0]
+    # The edges of a farm push to each other: one line, both ways, not ranking them.
+    pair = lines_with(dot, "EDGE01 push EDGE02 (runs on the timers)")
+    assert len(pair) == 1 and "dir=both" in pair[0] and "constraint=false" in pair[0]
+    assert "EDGE02 push EDGE01 (runs on the timers)" in pair[0]
+
+
+def test_all_links_adds_the_unscheduled_ones_dashed_and_grey():
+    links = graph.allowed_links(LOCAL)
+    dot = graph.to_dot(LOCAL, links, all_links=True)
+    for lk in links:
+        assert words(lk) in dot, lk
+        line = lines_with(dot, words(lk))
+        assert len(line) == 1
+        grey = f'color="{graph.COLOURS["allowed"]}", style=dashed' in line[0]
+        assert grey == (not lk["scheduled"]), line
+        if not lk["scheduled"]:
+            assert "constraint=false" in line[0]
+    assert "allowed by the policy, not run" in dot and "not drawn" not in dot
+    # Every drawn line carries only links of one kind.
+    for line in lines_with(dot, " -> "):
+        assert not ("runs on the timers" in line and "allowed, not scheduled" in line)
+
+
+def test_a_hostile_name_is_one_escaped_string():
+    fleet = [dict(h) for h in LOCAL]
+    evil = "EDGE<01>&\"'x\\"
+    fleet[3]["name"] = evil
+    fleet[1]["trusted"] = ["MASTER01", "NODE02", evil, "EDGE02"]
+    fleet[4]["provider"] = "<script>&"
+    dot = graph.to_dot(fleet, graph.allowed_links(fleet), all_links=True)
+    assert '"host:EDGE<01>&amp;\\"\'x\\\\" [label="EDGE<01>&amp;\\"\'x\\\\\\n' in dot
+    assert "edge · <script>&amp;" in dot
+    # Outside the quoted strings no name is left: each string is closed where it should be.
+    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', dot)
+    assert "EDGE<01>" not in bare and "script" not in bare
 
 
 # -- the balancers ------------------------------------------------------------------
@@ -251,49 +218,19 @@ def local():
     return fleet, project.balancers_of(listing, fleet)
 
 
-def test_each_farms_balancer_stands_in_its_box_with_an_http_arrow_to_each_edge(local):
+def test_each_balancer_stands_in_its_farms_cluster_with_an_arrow_to_each_edge(local):
     fleet, balancers = local
     assert [(b["farm"], b["host"]) for b in balancers] == [("lon-a", "node01"), ("lon-b", "node02")]
-    links = graph.allowed_links(fleet)
-    root = ET.fromstring(graph.to_svg(fleet, links, balancers))
-    texts = {t.text for t in root.iter(f"{SVG}text")}
-    assert {"HAProxy on NODE01 :80", "HAProxy on NODE02 :80", graph.HTTP_WORDS} <= texts
-    arrows = [p for p in root.iter(f"{SVG}path") if p.get("class") == "balance"]
-    drawn = {(p.get("data-farm"), p.get("data-target")) for p in arrows}
-    assert drawn == {("lon-a", "EDGE01"), ("lon-a", "EDGE02"), ("lon-b", "EDGE03"),
-                     ("lon-b", "EDGE04")}  # fmt: skip
-    for p in arrows:
-        assert p.get("stroke") == graph.COLOURS["http"] and "stroke-dasharray" in p.attrib
-        assert p.get("marker-end") == "url(#head-http)"
-    # The policy's arrows are all still drawn, one each.
-    assert len([p for p in root.iter(f"{SVG}path") if p.get("data-action")]) == len(links)
-    farm_boxes = dict(zip(["lon-a", "lon-b"], boxes(root, "farm"), strict=True))
-    hosts = boxes(root, "host")
-    for rect in (r for r in root.iter(f"{SVG}rect") if r.get("class") == "balancer"):
-        b = tuple(float(rect.get(k)) for k in ("x", "y", "width", "height"))
-        f = farm_boxes[rect.get("data-farm")]
-        assert (
-            f[0] <= b[0]
-            and b[0] + b[2] <= f[0] + f[2]
-            and f[1] <= b[1] <= b[1] + b[3] <= f[1] + f[3]
-        )
-        assert not any(overlap(b, h) for h in hosts)
-        edges = [h for h in hosts if f[0] <= h[0] <= f[0] + f[2] and f[1] <= h[1] <= f[1] + f[3]]
-        assert len(edges) == 2 and all(h[1] + h[3] < b[1] for h in edges)  # below its edges
-
-
-def test_the_dot_text_puts_each_balancer_in_its_farms_cluster(local):
-    fleet, balancers = local
     dot = graph.to_dot(fleet, graph.allowed_links(fleet), balancers)
-    cluster = dot.split("subgraph cluster_farm_0 {")[1].split("  }")[0]
-    assert '"balancer:lon-a" [label="HAProxy on NODE01 :80\\nfarm lon-a"' in cluster
+    cluster = dot.split("subgraph cluster_farm_0 {")[1].split("\n  }")[0]
+    assert '"balancer:lon-a" [label="HAProxy on NODE01 :80"' in cluster
     for edge in ("EDGE01", "EDGE02"):
-        arrow = next(line for line in cluster.splitlines()
-                     if line.strip().startswith(f'"host:{edge}" -> "balancer:lon-a"'))  # fmt: skip
-        assert "dir=back" in arrow and 'label="HTTP"' in arrow and "style=dashed" in arrow
+        arrow = lines_with(cluster, f'"host:{edge}" -> "balancer:lon-a"')
+        assert len(arrow) == 1 and "dir=back" in arrow[0]
+        assert graph.COLOURS["http"] in arrow[0]
     assert dot.count('-> "balancer:') == 4
-    assert graph.HTTP_WORDS in dot
-    assert graph.HTTP_WORDS not in graph.to_dot(fleet, graph.allowed_links(fleet))
+    assert "a farm's balancer to its edges" in dot
+    assert "a farm's balancer to its edges" not in graph.to_dot(fleet, graph.allowed_links(fleet))
 
 
 def test_a_balancer_on_one_address_says_it():
@@ -304,56 +241,95 @@ def test_a_balancer_on_one_address_says_it():
     assert graph.balancer_label(b[0], LOCAL_HOSTS) == "HAProxy on NODE02 :80"
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot is not installed")
-def test_render_with_balancers_and_the_real_graphviz(tmp_path, local):
+# -- render(): Graphviz draws it --------------------------------------------------
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def drawn(svg: Path):
+    """The SVG's texts, and its lines as (from, to) of the DOT file."""
+    root = ET.parse(svg).getroot()
+    texts = {t.text for t in root.iter(f"{SVG}text")}
+    lines = {tuple(g.find(f"{SVG}title").text.split("->"))
+             for g in root.iter(f"{SVG}g") if g.get("class") == "edge"}  # fmt: skip
+    return texts, lines
+
+
+@pytest.mark.parametrize("all_links", [False, True])
+def test_graphviz_draws_every_host_balancer_and_link(tmp_path, local, all_links):
     fleet, balancers = local
-    written = graph.render(fleet, tmp_path / "fleet", balancers)
-    assert written[-1].read_bytes().startswith(b"\x89PNG")
+    written = graph.render(fleet, tmp_path / "fleet.svg", balancers, all_links)
+    assert written == [tmp_path / "fleet.dot", tmp_path / "fleet.svg", tmp_path / "fleet.png"]
+    assert sorted(os.listdir(tmp_path)) == ["fleet.dot", "fleet.png", "fleet.svg"]
+    assert written[2].read_bytes().startswith(b"\x89PNG")
+    texts, lines = drawn(written[1])
+    assert {h["name"] for h in fleet} <= texts
+    assert {"HAProxy on NODE01 :80", "HAProxy on NODE02 :80"} <= texts
+    links = [lk for lk in graph.allowed_links(fleet) if lk["scheduled"] or all_links]
+    pairs = {frozenset((f"host:{lk['initiator']}", f"host:{lk['target']}")) for lk in links}
+    policy = {frozenset(line) for line in lines if not line[1].startswith("balancer:")}
+    assert policy == pairs
+    assert sum(line[1].startswith("balancer:") for line in lines) == 4
 
 
-# -- render() --------------------------------------------------------------------
+def test_graphviz_draws_a_hostile_name_into_a_valid_svg(tmp_path):
+    fleet = [dict(h) for h in LOCAL]
+    evil = "EDGE<01>&x;\"'\\N"
+    fleet[3]["name"] = evil
+    fleet[1]["trusted"] = ["MASTER01", "NODE02", evil, "EDGE02"]
+    written = graph.render(fleet, tmp_path / "fleet", all_links=True)
+    texts, _lines = drawn(written[1])
+    assert evil in texts
 
 
-def test_render_without_graphviz_writes_svg_and_dot(tmp_path, monkeypatch):
-    monkeypatch.setattr(shutil, "which", lambda name: None)
-    written = graph.render(LOCAL, tmp_path / "fleet")
-    assert written == [tmp_path / "fleet.svg", tmp_path / "fleet.dot"]
-    ET.parse(written[0])
-    assert written[1].read_text().startswith("digraph edgesync {")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fleet.dot", "fleet.svg"]
+def test_graphviz_lays_out_sixteen_edges_in_four_farms(tmp_path):
+    fleet = big_fleet(4, 4)
+    texts, lines = drawn(graph.render(fleet, tmp_path / "fleet", all_links=True)[1])
+    assert {h["name"] for h in fleet} <= texts
+    assert {f"farm farm-{f}" for f in range(4)} <= texts
 
 
-def fake_dot(tmp_path, script):
+def test_without_graphviz_the_dot_file_is_written_and_the_error_names_graphviz(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    with pytest.raises(UsageError, match="Graphviz's dot is not on the PATH.*graphviz"):
+        graph.render(LOCAL, tmp_path / "fleet")
+    assert os.listdir(tmp_path) == ["fleet.dot"]
+    assert (tmp_path / "fleet.dot").read_text().startswith("digraph edgesync {")
+
+
+def test_a_failing_dot_leaves_the_dot_file_and_says_why(tmp_path, monkeypatch):
     program = tmp_path / "bin" / "dot"
     program.parent.mkdir()
-    program.write_text("#!/bin/sh\n" + script)
+    program.write_text('#!/bin/sh\necho "no layout for you" >&2\nexit 3\n')
     program.chmod(program.stat().st_mode | stat.S_IXUSR)
-    return str(program)
-
-
-def test_render_with_graphviz_adds_a_png(tmp_path, monkeypatch):
-    # A stand-in for dot that writes a PNG signature where -o says.
-    program = fake_dot(tmp_path, 'printf "\\211PNG\\r\\n\\032\\n" > "$3"\n')
-    monkeypatch.setattr(shutil, "which", lambda name: program if name == "dot" else None)
+    monkeypatch.setenv("PATH", str(program.parent))
     out = tmp_path / "out"
     out.mkdir()
-    written = graph.render(LOCAL, out / "fleet.svg")
-    assert written == [out / "fleet.svg", out / "fleet.dot", out / "fleet.png"]
-    assert (out / "fleet.png").read_bytes().startswith(b"\x89PNG")
-    assert sorted(os.listdir(out)) == ["fleet.dot", "fleet.png", "fleet.svg"]
-
-
-def test_a_failing_dot_leaves_svg_and_dot_and_says_why(tmp_path, monkeypatch):
-    program = fake_dot(tmp_path, 'echo "no layout for you" >&2\nexit 3\n')
-    monkeypatch.setattr(shutil, "which", lambda name: program if name == "dot" else None)
-    out = tmp_path / "out"
-    out.mkdir()
-    with pytest.raises(RuntimeError, match="no layout for you"):
+    with pytest.raises(UsageError, match="no layout for you"):
         graph.render(LOCAL, out / "fleet")
-    assert sorted(os.listdir(out)) == ["fleet.dot", "fleet.svg"]
+    assert os.listdir(out) == ["fleet.dot"]
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot is not installed")
-def test_render_with_the_real_graphviz(tmp_path):
-    written = graph.render(big_fleet(4, 4), tmp_path / "fleet")
-    assert written[-1].read_bytes().startswith(b"\x89PNG")
+# -- edgectl graph ---------------------------------------------------------------
+
+
+def test_edgectl_graph_lists_the_files_it_wrote(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EDGESYNC_PROJECT", str(REPO))
+    out = tmp_path / "fleet"
+    assert cli.main(["graph", "-o", str(out), "--all-links", "--json"]) == 0
+    files = json.loads(capsys.readouterr().out)["files"]
+    assert files == [str(out) + suffix for suffix in (".dot", ".svg", ".png")]
+    assert "allowed, not scheduled" in Path(files[0]).read_text()
+
+
+def test_edgectl_graph_without_graphviz_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EDGESYNC_PROJECT", str(REPO))
+    # Only the virtualenv's programs (ansible-inventory): no dot.
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    assert cli.main(["graph", "-o", str(tmp_path / "fleet"), "--json"]) == USAGE
+    said = capsys.readouterr()
+    assert said.out == "" and len(said.err.strip().splitlines()) == 1
+    assert "graphviz" in said.err and "fleet.dot" in said.err
+    assert os.listdir(tmp_path) == ["fleet.dot"]

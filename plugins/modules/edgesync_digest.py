@@ -30,7 +30,8 @@ attributes:
     description: Reads only; the same in check mode.
   diff_mode:
     support: none
-author: edgesync
+    description: Changes nothing, so shows no diff under C(--diff).
+author: edgesync maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -46,13 +47,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-digest: {description: "Without O(table), the total digest (as C(edgesync digest) prints it)", returned: without table, type: str}
-tables: {description: "Without O(table), per table: C(digest) (of that table's part of the total) and C(rows)", returned: without table, type: dict}
-table: {description: The table asked about, returned: with table, type: str}
-prefix: {description: The prefix asked about, returned: with table, type: str}
-rows: {description: Visible rows of the table under the prefix, returned: with table, type: int}
-buckets: {description: "Per non-empty child bucket (the prefix and one more hex digit): C(digest) and C(rows)", returned: with table when there are many rows, type: dict}
-records: {description: "ID to row hash of every row under the prefix (equal rows hash equal)", returned: with table when there are few rows, type: dict}
+digest: {description: "Without O(table), the total digest (as C(edgesync digest) prints it).", returned: without table, type: str}
+tables: {description: "Without O(table), per table: C(digest) (of that table's part of the total) and C(rows).", returned: without table, type: dict}
+table: {description: The table asked about., returned: with table, type: str}
+prefix: {description: The prefix asked about., returned: with table, type: str}
+rows: {description: Visible rows of the table under the prefix., returned: with table, type: int}
+buckets: {description: "Per non-empty child bucket (the prefix and one more hex digit): C(digest) and C(rows).", returned: with table when there are many rows, type: dict}
+records: {description: "ID to row hash of every row under the prefix (equal rows hash equal).", returned: with table when there are few rows, type: dict}
 """
 
 import json

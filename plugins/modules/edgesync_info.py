@@ -34,7 +34,8 @@ attributes:
     description: Reads only; the same in check mode.
   diff_mode:
     support: none
-author: edgesync
+    description: Changes nothing, so shows no diff under C(--diff).
+author: edgesync maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -44,10 +45,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-status: {description: "The agent's C(status --json) (node, version, schema, role, farm, rows, outbox_pending, redis, refusals, links: the history of sync sessions per peer)", returned: success, type: dict}
-version: {description: The release the agent runs, returned: success, type: str, sample: 0.2.0}
-schema: {description: The schema version of its database, returned: success, type: int, sample: 3}
-digest: {description: Digest of the visible content; equal on nodes holding the same records, returned: success, type: str}
+status: {description: "The agent's C(status --json) (node, version, schema, role, farm, rows, outbox_pending, redis, refusals, links: the history of sync sessions per peer).", returned: success, type: dict}
+version: {description: The release the agent runs., returned: success, type: str, sample: 0.2.0}
+schema: {description: The schema version of its database., returned: success, type: int, sample: 3}
+digest: {description: Digest of the visible content; equal on nodes holding the same records., returned: success, type: str}
 api:
   description:
     - The host's HTTP face. V(up) when it answers, V(ready) when C(/readyz) answers 200, V(reason) why not;

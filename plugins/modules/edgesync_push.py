@@ -23,7 +23,8 @@ attributes:
     description: Counts what would be sent (C(would_send)) and sends nothing.
   diff_mode:
     support: none
-author: edgesync
+    description: Shows no diff under C(--diff); the changes a push moves are counted (RV(sent), RV(applied)), not listed.
+author: edgesync maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""
@@ -33,14 +34,40 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-peer: {description: The peer, returned: success, type: str}
-direction: {description: Always C(push), returned: success, type: str}
-sent: {description: Changes sent, returned: success, type: int}
-applied: {description: Changes the peer applied (the task is changed when above 0), returned: success, type: int}
-conflicts: {description: Changes that lost a column to a newer one, returned: success, type: int}
-duration_ms: {description: Session length, returned: success, type: float}
-would_send: {description: In check mode, changes that would be sent, returned: check mode, type: int}
-refused: {description: The topology refused the push, returned: failure, type: bool}
+peer:
+  description: The peer named by O(peer).
+  returned: success
+  type: str
+direction:
+  description: Always C(push).
+  returned: success
+  type: str
+sent:
+  description: Changes sent.
+  returned: success
+  type: int
+applied:
+  description: Changes the peer applied (the task is changed when above 0).
+  returned: success
+  type: int
+conflicts:
+  description: Changes that lost a column to a newer one.
+  returned: success
+  type: int
+duration_ms:
+  description: Length of the session, in milliseconds.
+  returned: success
+  type: float
+would_send:
+  description: In check mode, changes that would be sent (the task is changed when above 0).
+  returned: check mode
+  type: int
+refused:
+  description:
+    - Whether the agent refused the push (its exit status 3, a C(refused:) message), as it does when the farm
+      topology forbids it; false when the push failed for another reason.
+  returned: failure
+  type: bool
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -33,3 +33,37 @@ def test_each_modules_documentation_is_valid_yaml(path):
     assert isinstance(yaml.safe_load(text["EXAMPLES"]), list)
     returned = yaml.safe_load(text["RETURN"])
     assert returned is None or isinstance(returned, dict)
+
+
+# What a return value's documentation may hold; anything else is a stray key, as
+# an unquoted comma in a flow mapping ({description: In check mode, changes ...})
+# makes of the rest of a description.
+RETURN_FIELDS = {"description", "returned", "type", "sample", "elements", "contains"}
+
+
+def sentences(description) -> list[str]:
+    return [description] if isinstance(description, str) else description
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.stem)
+def test_each_return_value_is_described_in_whole_sentences(path):
+    def check(values: dict, where: str) -> None:
+        for name, doc in values.items():
+            assert isinstance(doc, dict) and set(doc) <= RETURN_FIELDS, f"{where}{name}: {doc}"
+            lines = sentences(doc.get("description"))
+            assert lines and all(isinstance(s, str) and s.endswith(".") for s in lines), (
+                f"{where}{name}: {doc.get('description')!r}"
+            )
+            check(doc.get("contains") or {}, f"{where}{name}.")
+
+    check(yaml.safe_load(docs(path)["RETURN"]) or {}, "")
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda p: p.stem)
+def test_each_attribute_says_what_the_module_does(path):
+    attributes = yaml.safe_load(docs(path)["DOCUMENTATION"])["attributes"]
+    assert {"check_mode", "diff_mode"} <= set(attributes)
+    for name, doc in attributes.items():
+        assert doc["support"] in ("full", "partial", "none", "N/A"), name
+        lines = sentences(doc.get("description"))
+        assert lines and all(isinstance(s, str) and s.endswith(".") for s in lines), name

@@ -15,6 +15,9 @@ for playbook in playbooks/*.yml; do
 done
 ansible-lint --offline playbooks/ roles/
 
+echo "== ansible-test validate-modules (the custom modules' docs and arguments)"
+bash scripts/validate_modules.sh
+
 echo "== the users' CI workflow (actionlint)"
 actionlint
 

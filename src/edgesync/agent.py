@@ -17,14 +17,19 @@ from .store import Store
 def open_store(
     config: Config | str | os.PathLike | None,
     warn: Callable[[str], None] | None = None,
+    outbox: bool = True,
 ) -> Store:
     """The node's store, with its relay to the Redis outbox (config: a Config, a
-    path, or None for $EDGESYNC_CONFIG)."""
+    path, or None for $EDGESYNC_CONFIG). ``outbox=False``, for a caller that
+    writes nothing: no relay, so the Redis client is not even loaded."""
     if not isinstance(config, Config):
         config = load(config)
     errors = policy.push_errors(config)
     if errors:
         raise ConfigError(f"invalid config: {errors[0]}")
     return Store(
-        config, Outbox(config.redis_url, config.name), policy.push_targets_of(config), warn
+        config,
+        Outbox(config.redis_url, config.name) if outbox else None,
+        policy.push_targets_of(config),
+        warn,
     )

@@ -20,9 +20,12 @@ from . import __version__, agent, migrations, protocol, reads
 from .config import load as load_config
 from .db import Database
 from .errors import BadInput, EdgesyncError, StorageError, SyncError, one_line
+from .lazy import lazy
 from .signing import public_text
 from .store import Store
-from .sync import serve, sync
+
+# Loaded by push, pull and serve only, with the transports and deadlines of a session.
+sync = lazy("edgesync.sync")
 
 
 def _warn(msg: str) -> None:
@@ -32,8 +35,9 @@ def _warn(msg: str) -> None:
 _opened: list[Store] = []
 
 
-def open_store(args) -> Store:
-    store = agent.open_store(args.config, warn=_warn)
+def open_store(args, outbox: bool = True) -> Store:
+    """``outbox=False`` for a command that writes nothing (agent.open_store)."""
+    store = agent.open_store(args.config, warn=_warn, outbox=outbox)
     _opened.append(store)
     return store
 
@@ -65,7 +69,7 @@ def cmd_init(args) -> int:
 
 def cmd_pubkey(args) -> int:
     """This node's public signing key, as the trust role and keys files list it."""
-    store = open_store(args)
+    store = open_store(args, outbox=False)
     print(f"{store.config.name} {public_text(store.signer.public)}")
     return 0
 
@@ -79,7 +83,7 @@ def cmd_put(args) -> int:
 
 
 def cmd_get(args) -> int:
-    store = open_store(args)
+    store = open_store(args, outbox=False)
     store.check_schema()
     if args.slug is not None:
         if args.id is not None:
@@ -119,7 +123,7 @@ def cmd_status(args) -> int:
 def cmd_sync(args) -> int:
     store = open_store(args)
     store.check_schema()
-    report = sync(store, args.peer, args.command, dry_run=args.dry_run)
+    report = sync.sync(store, args.peer, args.command, dry_run=args.dry_run)
     if args.json:
         _print(report)
     elif args.dry_run:
@@ -140,7 +144,7 @@ def cmd_serve(args) -> int:
         raise BadInput("serve needs --stdio (the only transport it speaks)")
     store = open_store(args)
     store.check_schema()
-    return serve(store, args.peer, sys.stdin.buffer, sys.stdout.buffer)
+    return sync.serve(store, args.peer, sys.stdin.buffer, sys.stdout.buffer)
 
 
 def _database(args) -> Database:
@@ -198,7 +202,7 @@ def cmd_digest(args) -> int:
         reads.check_prefix(args.prefix or "")
         if not args.json:
             raise BadInput("--table answers in JSON only: add --json")
-    store = open_store(args)
+    store = open_store(args, outbox=False)
     store.check_schema()
     if args.table is not None:
         spec = reads.spec_of(store.config, args.table)

@@ -16,9 +16,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 
-import redis
-
 from .changes import origin_seq
+from .lazy import lazy
+
+# Loaded when the first Outbox is made: a command that opens none never loads it.
+redis = lazy("redis")
 
 ENTRY_MAX = 1000  # changes per stream entry (and a publisher's wake-up threshold)
 SCAN = 1000  # stream entries per XREVRANGE call

@@ -26,11 +26,13 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-
 from .errors import BadInput, Refused
+from .lazy import lazy
+
+# Loaded by the first key made, read or checked: a command that does none never loads them.
+exceptions = lazy("cryptography.exceptions")
+serialization = lazy("cryptography.hazmat.primitives.serialization")
+ed25519 = lazy("cryptography.hazmat.primitives.asymmetric.ed25519")
 
 DOMAIN = b"edgesync change v1\0"
 GENESIS = "A" * 43  # the chain value before an origin's first change (32 zero bytes)
@@ -73,21 +75,21 @@ def node_of(origin: str) -> str:
 # -- keys ------------------------------------------------------------------------
 
 
-def public_text(key: Ed25519PublicKey) -> str:
+def public_text(key: ed25519.Ed25519PublicKey) -> str:
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return base64.b64encode(raw).decode()
 
 
-def parse_public(text: str, where: str) -> Ed25519PublicKey:
+def parse_public(text: str, where: str) -> ed25519.Ed25519PublicKey:
     if not isinstance(text, str) or not PUBLIC_RE.match(text):
         raise BadInput(f"invalid public key for {where}: {text!r} (expected 44 base64 characters)")
-    return Ed25519PublicKey.from_public_bytes(base64.b64decode(text))
+    return ed25519.Ed25519PublicKey.from_public_bytes(base64.b64decode(text))
 
 
 class Signer:
     """This node's private key."""
 
-    def __init__(self, key: Ed25519PrivateKey):
+    def __init__(self, key: ed25519.Ed25519PrivateKey):
         self._key = key
         self.public = key.public_key()
 
@@ -101,7 +103,7 @@ class Signer:
             key = serialization.load_pem_private_key(data, password=None)
         except ValueError as exc:
             raise BadInput(f"signing key {path} is not a PEM private key: {exc}") from None
-        if not isinstance(key, Ed25519PrivateKey):
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
             raise BadInput(f"signing key {path} is not an ed25519 key")
         return cls(key)
 
@@ -109,7 +111,7 @@ class Signer:
     def create(cls, path: Path, node: str) -> Signer:
         """Load the key at ``path``, making it (mode 0600) and its ``.pub`` first if missing."""
         if not path.exists():
-            key = Ed25519PrivateKey.generate()
+            key = ed25519.Ed25519PrivateKey.generate()
             pem = key.private_bytes(
                 serialization.Encoding.PEM,
                 serialization.PrivateFormat.PKCS8,
@@ -178,20 +180,20 @@ class KeyRing:
 
     def __init__(
         self,
-        own: tuple[str, Ed25519PublicKey],
+        own: tuple[str, ed25519.Ed25519PublicKey],
         listed: Callable[[], dict[str, str]],
         extra: Callable[[str], str | None] = lambda name: None,
         retired: Callable[[], dict[str, list[str]]] = dict,
     ):
         self._listed = listed
         self._texts = listed()
-        self._keys: dict[str, Ed25519PublicKey] = {own[0]: own[1]}
+        self._keys: dict[str, ed25519.Ed25519PublicKey] = {own[0]: own[1]}
         self._extra = extra
         self._missing: set[str] = set()
         self._retired_texts = retired
-        self._retired: dict[str, list[Ed25519PublicKey]] | None = None
+        self._retired: dict[str, list[ed25519.Ed25519PublicKey]] | None = None
 
-    def retired(self, node: str) -> list[Ed25519PublicKey]:
+    def retired(self, node: str) -> list[ed25519.Ed25519PublicKey]:
         """The keys ``node``'s name signed with before its host was made anew:
         they still prove the changes made then (read once, when first needed)."""
         if self._retired is None:
@@ -199,7 +201,7 @@ class KeyRing:
                              for name, texts in self._retired_texts().items()}  # fmt: skip
         return self._retired.get(node, [])
 
-    def get(self, node: str) -> Ed25519PublicKey | None:
+    def get(self, node: str) -> ed25519.Ed25519PublicKey | None:
         key = self._keys.get(node)
         if key is None and node not in self._missing:
             text = self._texts.get(node)
@@ -226,7 +228,7 @@ def sign_body(signer: Signer, prev: str, content: str) -> tuple[str, bytes]:
     return f'{content[:-1]},"p":"{prev}","s":"{signer.sign(value)}"}}', value
 
 
-def proves(key: Ed25519PublicKey, value: object, sig: object) -> bool:
+def proves(key: ed25519.Ed25519PublicKey, value: object, sig: object) -> bool:
     """True when ``sig`` is ``key``'s signature of the chain value ``value``
     (both as sent: text that may be anything)."""
     if not (isinstance(value, str) and CHAIN_RE.match(value)):
@@ -235,7 +237,7 @@ def proves(key: Ed25519PublicKey, value: object, sig: object) -> bool:
         return False
     try:
         key.verify(unb64(sig), DOMAIN + unb64(value))
-    except (InvalidSignature, binascii.Error, ValueError):
+    except (exceptions.InvalidSignature, binascii.Error, ValueError):
         return False
     return True
 

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import re
 
-from anyascii import anyascii
+from .lazy import lazy
+
+# Loaded by the first slug made (it reads its tables as it goes): reads never load it.
+anyascii = lazy("anyascii")
 
 MAX_WORDS_LEN = 60
 _NON_WORD = re.compile(r"[^a-z0-9]+")
@@ -26,7 +29,7 @@ def words(values: list[object], empty: str) -> str:
     ``empty`` is used when the values leave no letters or digits at all.
     """
     text = " ".join("" if v is None else str(v) for v in values)
-    text = anyascii(text).lower().replace("'", "")
+    text = anyascii.anyascii(text).lower().replace("'", "")
     parts = [p for p in _NON_WORD.split(text) if p]
     out = ""
     for part in parts:

@@ -56,6 +56,37 @@ def test_status_reports_rows_outbox_and_redis(make_node):
     assert "EDGE01" in human.stdout and "pages=3" in human.stdout
 
 
+def _loaded(node, *args: str) -> set[str]:
+    """The modules a command loads, run whole (python -X importtime)."""
+    res = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "edgesync", "--config", str(node.config_path),
+         *args],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    rows = [line.split("|") for line in res.stderr.splitlines() if line.startswith("import time:")]
+    return {row[2].strip() for row in rows[1:]}  # the first row names the columns
+
+
+def _of(modules: set[str], *packages: str) -> set[str]:
+    return {m for m in modules if m.split(".")[0] in packages}
+
+
+def test_reads_start_without_loading_what_they_do_not_use(make_node):
+    """Command start is most of what a read costs: a read loads neither the
+    signing library nor the Redis client (each costs more than the read)."""
+    farm_peer = {"url": "local:edge02.toml", "role": "edge", "farm": "lon-a", "push": True}
+    node = make_node("EDGE01", farm="lon-a", peers={"EDGE02": farm_peer})
+    page = node.cli_json("put", "pages", "--data", '{"title": "t"}')
+    assert "cryptography.hazmat.primitives.asymmetric.ed25519" in _loaded(node, "pubkey")
+    assert _of(_loaded(node, "get", "pages", page["id"]), "cryptography", "redis") == set()
+    # status asks Redis (its state, the stream's length), so it loads the client
+    # (which looks whether the cryptography package is there), but never signing.
+    status = _loaded(node, "status")
+    assert "redis.client" in status
+    assert {m for m in status if m.startswith("cryptography.hazmat")} == set()
+
+
 def test_data_can_come_from_stdin_for_large_values(make_node):
     node = make_node("EDGE01")
     body = "x" * 500_000

@@ -64,8 +64,9 @@ def _extravars(pairs: tuple[str, ...]) -> dict:
     return out_
 
 
-def _finish(result: Result, as_json: bool) -> int:
-    """Print a run's summary (or its JSON) and give its exit code."""
+def _finish(result: Result, as_json: bool, timings: bool = False) -> int:
+    """Print a run's summary (or its JSON) and give its exit code; with
+    ``timings``, the five slowest tasks too (always in the JSON)."""
     if as_json:
         print(json.dumps(result.as_json(), indent=2))
     else:
@@ -84,15 +85,23 @@ def _finish(result: Result, as_json: bool) -> int:
             out.print(f"[yellow]warning[/yellow] {escape(one_line(line))}")
         if result.error:
             out.print(f"[red]error[/red] {escape(one_line(result.error))}")
+        if timings:
+            out.print("slowest tasks:")
+            for seconds, task in result.slowest():
+                out.print(f"  {seconds:7.1f} s  {escape(task)}")
     return OK if result.ok else FLEET
 
 
 def _playbook(name: str, inventory, limit, as_json, extravars: dict | None = None,
-              tags: str | None = None) -> int:  # fmt: skip
+              tags: str | None = None, timings: bool = False) -> int:  # fmt: skip
     _root, _inv, ansible = _context(inventory, limit, as_json)
     if limit and not ansible.list_hosts(f"localhost:{HOSTS}"):
         raise UsageError(f"--limit {limit!r} selects no host of the fleet")
-    return _finish(ansible.playbook(name, extravars, tags), as_json)
+    return _finish(ansible.playbook(name, extravars, tags), as_json, timings)
+
+
+_timings = click.option("--timings", is_flag=True,
+                        help="End with the five slowest tasks (always in --json).")  # fmt: skip
 
 
 @click.group(help=__doc__.split("\n\n")[0])
@@ -110,12 +119,13 @@ UP_TAGS = ("image", "provision", "access", "agent", "trust", "timers", "api", "b
 @click.option("-t", "--tags", metavar="TAG,...",
               help="Only these parts (e.g. provision,agent,trust,timers for a changed "
                    "trusted list); one of: " + ", ".join(UP_TAGS))  # fmt: skip
-def up(inventory, limit, as_json, extra, tags):
+@_timings
+def up(inventory, limit, as_json, extra, tags, timings):
     if tags:
         unknown = [t for t in tags.split(",") if t.strip() not in UP_TAGS]
         if unknown:
             raise UsageError(f"--tags: unknown part {unknown[0]!r} (one of: {', '.join(UP_TAGS)})")
-    return _playbook("site.yml", inventory, limit, as_json, _extravars(extra), tags)
+    return _playbook("site.yml", inventory, limit, as_json, _extravars(extra), tags, timings)
 
 
 @main_group.command(help="Copy the masters' backups to the controller, checked on arrival "
@@ -145,15 +155,17 @@ def restore(inventory, as_json, host, copy):
 
 @main_group.command(help="One sync round in topology order (sync.yml).")
 @_common
-def sync(inventory, limit, as_json):
-    return _playbook("sync.yml", inventory, limit, as_json)
+@_timings
+def sync(inventory, limit, as_json, timings):
+    return _playbook("sync.yml", inventory, limit, as_json, timings=timings)
 
 
 @main_group.command(help="A rolling update to this checkout's release (upgrade.yml).")
 @_common
 @click.option("-e", "--extra-vars", "extra", multiple=True, metavar="KEY=VALUE")
-def rollout(inventory, limit, as_json, extra):
-    return _playbook("upgrade.yml", inventory, limit, as_json, _extravars(extra))
+@_timings
+def rollout(inventory, limit, as_json, extra, timings):
+    return _playbook("upgrade.yml", inventory, limit, as_json, _extravars(extra), timings=timings)
 
 
 @main_group.command(

@@ -63,6 +63,11 @@ class Result:
     warnings: list = field(default_factory=list)  # "host: task: message"
     results: dict = field(default_factory=dict)  # host -> the module's result (ad-hoc)
     error: str = ""  # why a run failed with no failed task (Ansible's own error)
+    # (seconds, "play: task") of every task that ran, slowest first (--timings)
+    tasks: list = field(default_factory=list)
+
+    def slowest(self, most: int = 5) -> list[tuple[float, str]]:
+        return self.tasks[:most]
 
     @property
     def ok(self) -> bool:
@@ -72,7 +77,9 @@ class Result:
         return {"run": self.label, "ok": self.ok, "rc": self.rc, "status": self.status,
                 "seconds": round(self.seconds, 1), "hosts": self.hosts,
                 "failures": self.failures, "warnings": self.warnings,
-                "error": self.error}  # fmt: skip
+                "error": self.error,
+                "slowest": [{"task": t, "seconds": round(s, 1)}
+                            for s, t in self.slowest()]}  # fmt: skip
 
 
 class Progress:
@@ -97,6 +104,8 @@ class Progress:
         self.failures: list[str] = []
         self.warnings: list[str] = []
         self.results: dict[str, dict] = {}
+        self.play = ""
+        self.timed: list[tuple[float, str]] = []  # (seconds, "play: task") of each task run
         self.live: Live | None = None
         self._said = self.start
         self._lock = threading.Lock()
@@ -111,7 +120,8 @@ class Progress:
         with self._lock:
             if kind == "playbook_on_play_start":
                 self._finish_task(now)
-                self._say(f"{now - self.start:6.0f}s  PLAY {data.get('play', '')}")
+                self.play = data.get("play", "")
+                self._say(f"{now - self.start:6.0f}s  PLAY {self.play}")
             elif kind == "playbook_on_task_start":
                 self._finish_task(now)
                 self.task = Task(data.get("task", ""), now)
@@ -150,6 +160,8 @@ class Progress:
     def _finish_task(self, now: float) -> None:
         task = self.task
         ran = {k for k in task.counts if k != "skipped"} if task else set()
+        if task is not None and ran:
+            self.timed.append((now - task.started, f"{self.play}: {task.name}"))
         # Tasks skipped on every host and Ansible's own argument checks say nothing.
         if (task is not None and ran and now - task.started >= self.min_task_s
                 and not task.name.startswith("Validating arguments against arg spec")):  # fmt: skip
@@ -250,7 +262,7 @@ class Ansible:
                 )
         return Result(label, runner.rc, runner.status, seconds, progress.hosts,
                       progress.failures, progress.warnings, progress.results,
-                      _ANSI.sub("", error))  # fmt: skip
+                      _ANSI.sub("", error), sorted(progress.timed, reverse=True))  # fmt: skip
 
     def playbook(self, name: str, extravars: dict | None = None,
                  tags: str | None = None) -> Result:  # fmt: skip

@@ -436,3 +436,23 @@ def test_with_a_master_down_the_other_is_the_reference_and_the_down_one_is_named
     answers["master01"] = answer(digest="d1")
     rows = by_host(status.rows(fleet, answers, {}))
     assert rows["master02"]["attention"] == ["content differs from the master's"]
+
+
+def test_timings_name_the_slowest_tasks_with_their_play(capsys):
+    def ev(kind, **data):
+        return {"event": kind, "event_data": data}
+
+    with Progress("site.yml", None, heartbeat_s=0) as progress:
+        progress(ev("playbook_on_play_start", play="Install the agent"))
+        for task, ran in (("Quick", True), ("Skipped everywhere", False), ("Slow", True)):
+            progress(ev("playbook_on_task_start", task=task))
+            progress(ev("runner_on_ok" if ran else "runner_on_skipped", host="edge01",
+                        task=task, res={}))  # fmt: skip
+            time.sleep(0.2 if task == "Slow" else 0.01)
+    timed = sorted(progress.timed, reverse=True)
+    assert [t for _s, t in timed] == ["Install the agent: Slow", "Install the agent: Quick"]
+    result = Result("site.yml", 0, "successful", 1.0, tasks=timed)
+    assert result.as_json()["slowest"][0]["task"] == "Install the agent: Slow"
+    assert cli._finish(result, as_json=False, timings=True) == 0
+    out = capsys.readouterr().out
+    assert "slowest tasks:" in out and out.index("Slow") < out.index("Quick")

@@ -158,7 +158,7 @@ def validate_batch(changes: object, config: Config) -> tuple[list[dict], list[st
             _validate_change(ch, config)
         except BadInput as exc:
             raise BadBatch(f"malformed batch: change {pos}: {exc}") from None
-        out.append({k: ch[k] for k in ORDER})
+        out.append(ch if tuple(ch) == ORDER else {k: ch[k] for k in ORDER})
     bodies = [encode(ch) for ch in out]
     for pos, body in enumerate(bodies):
         try:

@@ -53,13 +53,22 @@ def b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+_FROM_URLSAFE = str.maketrans("-_", "+/")
+
+
 def unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """base64.urlsafe_b64decode of unpadded text, without its per-call byte
+    conversions (the same decoder: binascii's, not strict)."""
+    return binascii.a2b_base64((text + "=" * (-len(text) % 4)).translate(_FROM_URLSAFE))
 
 
 def chain(prev: str, content: str) -> bytes:
     """The chain value after a change: sha256 of the previous value and the content."""
-    return hashlib.sha256(unb64(prev) + content.encode("utf-8", "surrogatepass")).digest()
+    return chain_of(unb64(prev), content)
+
+
+def chain_of(prev: bytes, content: str) -> bytes:
+    return hashlib.sha256(prev + content.encode("utf-8", "surrogatepass")).digest()
 
 
 def content_of(body: str) -> str:
@@ -256,7 +265,8 @@ def verify_batch(
     is skipped whole, so it needs no proof.
     """
     held = held or {}
-    values = [chain(ch["p"], content_of(body)) for ch, body in zip(changes, bodies, strict=True)]
+    prevs = [unb64(ch["p"]) for ch in changes]
+    values = [chain_of(p, content_of(b)) for p, b in zip(prevs, bodies, strict=True)]
     order = sorted(range(len(changes)), key=lambda i: (changes[i]["o"], changes[i]["n"]))
     last: dict[str, int] = {}  # origin -> position of the last change of its open run
     ends: list[int] = []
@@ -266,7 +276,7 @@ def verify_batch(
         before = last.get(origin)
         if before is not None:
             prev = changes[before]
-            if not (ch["n"] == prev["n"] + 1 and unb64(ch["p"]) == values[before]):
+            if not (ch["n"] == prev["n"] + 1 and prevs[pos] == values[before]):
                 ends.append(before)  # the run ends; this change starts another
         last[origin] = pos
     ends += last.values()

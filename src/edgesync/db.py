@@ -39,9 +39,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from . import migrations
@@ -59,6 +60,11 @@ def q(name: str) -> str:
     """An SQL identifier, quoted."""
     return '"' + name.replace('"', '""') + '"'
 
+
+# WAL pages after which a commit checkpoints (outside checkpoints_apart).
+AUTOCHECKPOINT = 20_000
+# How often checkpoints_apart's thread checkpoints (seconds).
+CHECKPOINT_EVERY_S = 0.2
 
 # Seconds a write waits for another process's transaction before it fails
 # ("database is locked": exit 5).
@@ -79,17 +85,53 @@ class Database:
         self.execute = self.conn.execute
         self.executemany = self.conn.executemany
         self.execute("PRAGMA journal_mode=WAL")
-        sync = "FULL" if config.durability == "full" else "NORMAL"
-        self.execute(f"PRAGMA synchronous={sync}")
+        self.synchronous = "FULL" if config.durability == "full" else "NORMAL"
+        self.execute(f"PRAGMA synchronous={self.synchronous}")
         # A write waits for another process's transaction LOCK_WAIT seconds in
         # all, a second at a time inside SQLite (see transaction()).
         self.execute("PRAGMA busy_timeout=1000")
         self.execute("PRAGMA cache_size=-16000")
         # Checkpoints every 1,000 pages (the default) cost a third of the write rate.
-        self.execute("PRAGMA wal_autocheckpoint=20000")
+        self.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT}")
 
     def close(self) -> None:
         self.conn.close()
+
+    @contextmanager
+    def checkpoints_apart(self) -> Iterator[None]:
+        """For a session that applies batch after batch: its commits do not
+        checkpoint; a thread with a connection of its own moves the WAL into
+        the database meanwhile, syncing as this connection would (PASSIVE: it
+        never waits for a writer). Afterwards commits checkpoint again.
+
+        At a million changes a checkpoint costs as much as the commits
+        between two of them (random record IDs touch a page of the ID index
+        per change, and each checkpoint writes and syncs them): inside a
+        COMMIT it stops the session; beside it, it overlaps the next batch's
+        work (SQLite runs without the GIL). benchmarks/bench_store.py."""
+        stop = threading.Event()
+        path, synchronous = self.config.db_path, self.synchronous
+
+        def checkpoint() -> None:
+            conn = sqlite3.connect(path, isolation_level=None, timeout=0, check_same_thread=False)
+            try:
+                conn.execute(f"PRAGMA synchronous={synchronous}")
+                while not stop.wait(CHECKPOINT_EVERY_S):
+                    with suppress(sqlite3.OperationalError):  # busy: the next time
+                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                conn.close()
+
+        worker = threading.Thread(target=checkpoint, name="edgesync-checkpoint", daemon=True)
+        self.execute("PRAGMA wal_autocheckpoint=0")
+        worker.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            worker.join()
+            with suppress(sqlite3.ProgrammingError):  # closed meanwhile
+                self.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT}")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from . import (
     __version__,
@@ -294,6 +294,11 @@ class Store:
         self._claim_settled()
 
     # -- changes from elsewhere ---------------------------------------------------
+
+    def applying(self) -> AbstractContextManager:
+        """Around a session's batches: checkpoints run beside them, not inside
+        their commits (Database.checkpoints_apart)."""
+        return self.db.checkpoints_apart()
 
     def apply_changes(
         self,

@@ -260,6 +260,11 @@ def _pull(store: Store, peer: str, conn: Connection, report: dict) -> None:
     """Apply the peer's batches; once some of them were deferred (over this
     node's quota, quotas.py) the cursor stays where it stood, so the next pull
     reads them again, and the session ends refused, naming the quota."""
+    with store.applying():
+        _pull_batches(store, peer, conn, report)
+
+
+def _pull_batches(store: Store, peer: str, conn: Connection, report: dict) -> None:
     rule = None
     while True:
         msg = read_frame(conn.reader, ("batch", "done"))
@@ -353,6 +358,11 @@ def _serve(store: Store, peer_name: str, inp: BinaryIO, out: BinaryIO, link: dic
 
 
 def _receive(store: Store, peer: str, inp: BinaryIO, out: BinaryIO, link: dict) -> None:
+    with store.applying():
+        _receive_batches(store, peer, inp, out, link)
+
+
+def _receive_batches(store: Store, peer: str, inp: BinaryIO, out: BinaryIO, link: dict) -> None:
     while True:
         msg = read_frame(inp, ("batch", "done"))
         if msg["t"] == "done":

@@ -3,6 +3,7 @@
 import json
 import multiprocessing
 import random
+import threading
 import time
 
 import pytest
@@ -307,3 +308,30 @@ def test_ids_are_global_not_rowids(make_node):
     assert page["id"].startswith("EDGE01-PAR-")
     assert "rowid" not in json.dumps(log_of(a))
     assert new_id("EDGE01", "PAR") != page["id"]
+
+
+def test_a_session_applying_batches_checkpoints_beside_its_commits(make_node):
+    """Store.applying: the commits inside do not checkpoint, a thread does it
+    meanwhile, and afterwards commits checkpoint again; nothing is lost."""
+    a, b = make_node("EDGE01"), make_node("EDGE02")
+    for i in range(300):
+        a.store.put("pages", {"section": "s", "title": f"t{i}", "body": "x" * 2000})
+    batch = log_of(a)
+    db = b.store.db
+    size = b.store.config.db_path.stat().st_size
+    with b.store.applying():
+        assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        for i in range(0, len(batch), 50):
+            b.store.apply_changes(batch[i : i + 50])
+        # Nothing here checkpoints, and 600 kB is far below an autocheckpoint:
+        # the database file grows only by the thread's checkpoints.
+        deadline = time.monotonic() + 10
+        while b.store.config.db_path.stat().st_size < size + 500_000:
+            assert time.monotonic() < deadline, "no checkpoint moved the WAL into the database"
+            time.sleep(0.05)
+    assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 20_000
+    assert b.store.digest() == a.store.digest()
+    with pytest.raises(BadBatch), b.store.applying():  # a failing session leaves it whole too
+        b.store.apply_changes([{"o": "nonsense"}])
+    assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 20_000
+    assert not [t for t in threading.enumerate() if t.name == "edgesync-checkpoint"]

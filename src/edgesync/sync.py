@@ -418,11 +418,20 @@ def _send(
         link["sent"] += len(bodies)
     seq = cursor
     known = store.keys.knows
+    # One batch ahead: the next is read from the log and on its way while the
+    # puller applies this one (acks are small: neither side's writes can block
+    # for long on the other's).
+    unacked = 0
     while rows := store.log.changes_after(seq, store.config.batch_size):
         bodies, seq = _next_batch(rows, held, known)
         if bodies:
             write_frame(out, batch_frame(bodies, seq, store.log.at_of(seq)))
-            read_frame(inp, ("ack",))
             link["sent"] += len(bodies)
+            if unacked:
+                read_frame(inp, ("ack",))
+            else:
+                unacked = 1
+    if unacked:
+        read_frame(inp, ("ack",))
     # The puller holds everything up to here: its cursor may move on.
     write_frame(out, {"t": "done", "last": seq, "at": store.log.at_of(seq) if seq else None})

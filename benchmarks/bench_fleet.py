@@ -20,12 +20,14 @@ tasks of the run again (`edgectl up --timings`). What the profile shows (2
 cores, 8 hosts): a run again is ~80 tasks per host, and no task is slow
 (the slowest, a loop over the links, 6 s); each costs 1.1-2.2 s because one
 module call on 8 hosts costs about 1.1 s here. Ten `ping` tasks take 5.9 s
-with the CPU 89 % busy, most of it the controller's own per-host work
-(ansible-playbook's workers and templating: 47 s of user CPU in a 99 s run),
-not SSH (9 ms a session through the kept connection) or the hosts' Python
-(17 ms to start). What would close it: fewer module calls (a host's files
-written in one call, not a template task each), or roles skipped whole on the
-hosts whose inputs did not change.
+with the CPU 89 % busy: not SSH (9 ms a session through the kept
+connection) nor Python's start on the hosts (17 ms), but every module call
+compiling its AnsiballZ payload from source (zipimport keeps no bytecode:
+17 % of ansible-playbook's own samples under py-spy, on the tasks it runs
+locally; the hosts pay the same for theirs), a worker forked per host and
+task (a third of the samples), and templating. What would close it: fewer
+module calls (a host's files written in one call, not a template task
+each), or roles skipped whole on the hosts whose inputs did not change.
 """
 
 from __future__ import annotations

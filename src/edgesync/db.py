@@ -42,7 +42,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import migrations
@@ -61,7 +61,7 @@ def q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-# WAL pages after which a commit checkpoints (outside checkpoints_apart).
+# WAL pages after which a commit checkpoints.
 AUTOCHECKPOINT = 20_000
 # How often checkpoints_apart's thread checkpoints (seconds).
 CHECKPOINT_EVERY_S = 0.2
@@ -99,39 +99,52 @@ class Database:
 
     @contextmanager
     def checkpoints_apart(self) -> Iterator[None]:
-        """For a session that applies batch after batch: its commits do not
-        checkpoint; a thread with a connection of its own moves the WAL into
-        the database meanwhile, syncing as this connection would (PASSIVE: it
-        never waits for a writer). Afterwards commits checkpoint again.
+        """For a session that applies batch after batch: a thread with a
+        connection of its own moves the WAL into the database every
+        CHECKPOINT_EVERY_S, syncing as this connection would (PASSIVE: it never
+        waits for a writer), so the checkpoint a commit makes at AUTOCHECKPOINT
+        pages finds little left to copy, and the WAL starts over from there as
+        it always does (its size stays bounded).
 
-        At a million changes a checkpoint costs as much as the commits
-        between two of them (random record IDs touch a page of the ID index
-        per change, and each checkpoint writes and syncs them): inside a
-        COMMIT it stops the session; beside it, it overlaps the next batch's
-        work (SQLite runs without the GIL). benchmarks/bench_store.py."""
+        At a million changes checkpoints are most of a session's commit time
+        (random record IDs touch a page of the ID index per change, and each
+        checkpoint writes and syncs them); beside the session they overlap the
+        next batch's work (SQLite runs without the GIL).
+        benchmarks/bench_store.py. Without its connection, commits checkpoint
+        alone, as outside a session."""
+        worker = None
         stop = threading.Event()
-        path, synchronous = self.config.db_path, self.synchronous
+        uri = f"{self.config.db_path.resolve().as_uri()}?mode=rw"  # never makes a file
+        try:
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=0,
+                                   check_same_thread=False)  # fmt: skip
+        except sqlite3.Error:
+            conn = None
 
         def checkpoint() -> None:
-            conn = sqlite3.connect(path, isolation_level=None, timeout=0, check_same_thread=False)
             try:
-                conn.execute(f"PRAGMA synchronous={synchronous}")
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
                 while not stop.wait(CHECKPOINT_EVERY_S):
-                    with suppress(sqlite3.OperationalError):  # busy: the next time
-                        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error:
+                pass  # busy, interrupted, or worse: the commits checkpoint alone
             finally:
                 conn.close()
 
-        worker = threading.Thread(target=checkpoint, name="edgesync-checkpoint", daemon=True)
-        self.execute("PRAGMA wal_autocheckpoint=0")
-        worker.start()
+        if conn is not None:
+            worker = threading.Thread(target=checkpoint, name="edgesync-checkpoint", daemon=True)
+            try:
+                worker.start()
+            except RuntimeError:  # no thread to be had
+                conn.close()
+                worker = None
         try:
             yield
         finally:
-            stop.set()
-            worker.join()
-            with suppress(sqlite3.ProgrammingError):  # closed meanwhile
-                self.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT}")
+            if worker is not None:
+                stop.set()
+                conn.interrupt()  # a checkpoint under way ends now, whatever the disk does
+                worker.join(CHECKPOINT_EVERY_S * 10)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

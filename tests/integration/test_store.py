@@ -311,8 +311,9 @@ def test_ids_are_global_not_rowids(make_node):
 
 
 def test_a_session_applying_batches_checkpoints_beside_its_commits(make_node):
-    """Store.applying: the commits inside do not checkpoint, a thread does it
-    meanwhile, and afterwards commits checkpoint again; nothing is lost."""
+    """Store.applying: a thread moves the WAL into the database while the
+    session applies; the WAL stays bounded (it starts over at the commits'
+    own checkpoints); nothing is lost."""
     a, b = make_node("EDGE01"), make_node("EDGE02")
     for i in range(300):
         a.store.put("pages", {"section": "s", "title": f"t{i}", "body": "x" * 2000})
@@ -320,18 +321,36 @@ def test_a_session_applying_batches_checkpoints_beside_its_commits(make_node):
     db = b.store.db
     size = b.store.config.db_path.stat().st_size
     with b.store.applying():
-        assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
         for i in range(0, len(batch), 50):
             b.store.apply_changes(batch[i : i + 50])
-        # Nothing here checkpoints, and 600 kB is far below an autocheckpoint:
-        # the database file grows only by the thread's checkpoints.
+        # 600 kB is far below an autocheckpoint: the database file grows only
+        # by the thread's checkpoints.
         deadline = time.monotonic() + 10
         while b.store.config.db_path.stat().st_size < size + 500_000:
             assert time.monotonic() < deadline, "no checkpoint moved the WAL into the database"
             time.sleep(0.05)
     assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 20_000
     assert b.store.digest() == a.store.digest()
-    with pytest.raises(BadBatch), b.store.applying():  # a failing session leaves it whole too
+    with pytest.raises(BadBatch), b.store.applying():  # a failing session ends its thread too
         b.store.apply_changes([{"o": "nonsense"}])
-    assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 20_000
     assert not [t for t in threading.enumerate() if t.name == "edgesync-checkpoint"]
+
+
+def test_the_wal_stays_bounded_through_a_long_session(make_node):
+    """However the thread's checkpoints fall between the session's commits, the
+    WAL starts over at the commits' own checkpoints: a catch-up of any length
+    cannot fill the disk with WAL."""
+    a, b = make_node("EDGE01"), make_node("EDGE02")
+    for i in range(1200):
+        a.store.put("pages", {"section": "s", "title": f"t{i}", "body": "x" * 2000})
+    batch = log_of(a)
+    b.store.db.execute("PRAGMA wal_autocheckpoint=100")  # 400 kB, as 20,000 pages are 80 MB
+    wal = b.store.config.db_path.with_name(b.store.config.db_path.name + "-wal")
+    largest = 0
+    with b.store.applying():
+        for i in range(0, len(batch), 20):
+            b.store.apply_changes(batch[i : i + 20])
+            largest = max(largest, wal.stat().st_size)
+    # 2.4 MB of records (and their log) went through; the WAL stays near its 100 pages.
+    assert largest < 1_500_000, f"the WAL grew to {largest} bytes"
+    assert b.store.digest() == a.store.digest()

@@ -26,10 +26,11 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import BadInput, Refused
+from .errors import BadInput, EdgesyncError, Refused
 from .lazy import lazy
 
 # Loaded by the first key made, read or checked: a command that does none never loads them.
+cryptography = lazy("cryptography")
 exceptions = lazy("cryptography.exceptions")
 serialization = lazy("cryptography.hazmat.primitives.serialization")
 ed25519 = lazy("cryptography.hazmat.primitives.asymmetric.ed25519")
@@ -47,6 +48,19 @@ _SUFFIX = len(',"p":"') + 43 + len('","s":"') + 86 + len('"}')
 
 class Forged(Refused):
     """A change whose proof of origin is missing, broken or from an unknown key."""
+
+
+def library() -> str:
+    """The signing library, loaded and made to sign now (its compiled part
+    too): a host whose install cannot sign fails ``edgesync status``, which a
+    rollout's health check runs, not only its first write."""
+    try:
+        ed25519.Ed25519PrivateKey.generate().sign(DOMAIN)
+        return f"cryptography {cryptography.__version__}"
+    except ImportError as exc:
+        raise EdgesyncError(
+            f"cannot sign: the cryptography library does not load ({exc})"
+        ) from None
 
 
 def b64(raw: bytes) -> str:

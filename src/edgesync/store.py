@@ -56,6 +56,7 @@ from .signing import (
     KeyRing,
     Signer,
     b64,
+    library,
     node_of,
     read_keys_file,
     read_retired_file,
@@ -619,5 +620,6 @@ class Store:
             "quota": quotas.summary(self.db, self.config),
             "cursors": self.log.cursors(),
             "links": history.links(self.db),
+            "signing": library(),
             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }

@@ -421,17 +421,17 @@ def _send(
     # One batch ahead: the next is read from the log and on its way while the
     # puller applies this one (acks are small: neither side's writes can block
     # for long on the other's).
-    unacked = 0
+    unacked = 0  # changes in the batch sent before this one, counted once acked
     while rows := store.log.changes_after(seq, store.config.batch_size):
         bodies, seq = _next_batch(rows, held, known)
         if bodies:
             write_frame(out, batch_frame(bodies, seq, store.log.at_of(seq)))
-            link["sent"] += len(bodies)
             if unacked:
                 read_frame(inp, ("ack",))
-            else:
-                unacked = 1
+                link["sent"] += unacked
+            unacked = len(bodies)
     if unacked:
         read_frame(inp, ("ack",))
+        link["sent"] += unacked
     # The puller holds everything up to here: its cursor may move on.
     write_frame(out, {"t": "done", "last": seq, "at": store.log.at_of(seq) if seq else None})

@@ -1,6 +1,7 @@
 """A user drives one node from the command line, against real SQLite and Redis."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -80,11 +81,28 @@ def test_reads_start_without_loading_what_they_do_not_use(make_node):
     page = node.cli_json("put", "pages", "--data", '{"title": "t"}')
     assert "cryptography.hazmat.primitives.asymmetric.ed25519" in _loaded(node, "pubkey")
     assert _of(_loaded(node, "get", "pages", page["id"]), "cryptography", "redis") == set()
-    # status asks Redis (its state, the stream's length), so it loads the client
-    # (which looks whether the cryptography package is there), but never signing.
-    status = _loaded(node, "status")
-    assert "redis.client" in status
-    assert {m for m in status if m.startswith("cryptography.hazmat")} == set()
+    # status asks Redis (its state, the stream's length), so it loads the client.
+    assert "redis.client" in _loaded(node, "status")
+
+
+def test_status_fails_in_one_line_when_the_host_cannot_sign(make_node, tmp_path):
+    """status is the health check a rollout runs: it loads and tries the
+    signing library, which reads and writes that need no key load only later."""
+    node = make_node("EDGE01")
+    assert node.cli_json("status", "--json")["signing"].startswith("cryptography ")
+    broken = tmp_path / "broken" / "cryptography"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise ImportError("its compiled part would not load")')
+    env = {**os.environ, "EDGESYNC_CONFIG": "", "PYTHONPATH": str(broken.parent)}
+    res = subprocess.run(
+        [sys.executable, "-m", "edgesync", "--config", str(node.config_path), "status"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert res.returncode == 1
+    assert res.stderr.strip().splitlines() == [
+        "edgesync: cannot sign: the cryptography library does not load "
+        "(its compiled part would not load)"
+    ]
 
 
 def test_data_can_come_from_stdin_for_large_values(make_node):

@@ -25,6 +25,7 @@ def _load(name: str, path: Path):
 
 _load("ansible.module_utils.edgesync_agent", PLUGINS / "module_utils" / "edgesync_agent.py")
 _load("ansible.module_utils.edgesync_api", PLUGINS / "module_utils" / "edgesync_api.py")
+_load("ansible.module_utils.edgesync_balancer", PLUGINS / "module_utils" / "edgesync_balancer.py")
 push = _load("edgesync_push", PLUGINS / "modules" / "edgesync_push.py")
 pull = _load("edgesync_pull", PLUGINS / "modules" / "edgesync_pull.py")
 info = _load("edgesync_info", PLUGINS / "modules" / "edgesync_info.py")

@@ -297,8 +297,8 @@ class Store:
     # -- changes from elsewhere ---------------------------------------------------
 
     def applying(self) -> AbstractContextManager:
-        """Around a session's batches: checkpoints run beside them, not inside
-        their commits (Database.checkpoints_apart)."""
+        """Around a session's batches: a thread checkpoints beside them, so
+        their commits' own checkpoints find little left (Database.checkpoints_apart)."""
         return self.db.checkpoints_apart()
 
     def apply_changes(
